@@ -1,0 +1,194 @@
+"""The capture engine: footage in, a :class:`.take.Take` out.
+
+Decoding runs on its own thread, a few frames ahead of tracking and
+regression (decoding a 720p frame costs more than the network), and MediaPipe
+loads in the background while the regressor and the first frames get ready.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import threading
+import time
+from typing import Callable, Iterator
+
+from .. import __version__
+from .errors import CaptureCancelled, CaptureError
+from .face_model import FaceModel
+from .regressor import Regressor, resolve_model
+from .sources import Frame, FrameSource, open_source
+from .take import Take, TakeBuilder
+from .tracker import FaceTracker
+
+BFM_FILE = "bfm_face.npz"
+PREFETCH_FRAMES = 4
+
+
+@dataclasses.dataclass
+class CaptureOptions:
+    """How to capture.
+
+    ``model``: ``mb05``, ``mb1`` or a path to an ``.onnx``.
+    ``models_dir``: prepared models folder (None: the default, see model_setup).
+    ``threads``: onnxruntime intra-op threads. One is fastest on two cores, where
+    decoding runs beside inference; more pay off with several faces per frame.
+    ``max_faces``: faces tracked at once.
+    ``fps``: frame rate of image sequences (videos use their own).
+    ``detect_every``: with several faces, frames between detector runs.
+    """
+
+    model: str = "mb05"
+    models_dir: str | None = None
+    threads: int | None = 1
+    max_faces: int = 1
+    fps: float | None = None
+    detect_every: int | None = None
+
+
+def load_face_model(models_dir) -> FaceModel:
+    """The prepared BFM face model in ``models_dir``."""
+    path = os.path.join(str(models_dir), BFM_FILE)
+    if not os.path.isfile(path):
+        raise CaptureError(
+            f"Face model is not prepared in {models_dir}: run `python scripts/fetch_models.py`."
+        )
+    return FaceModel.load(path)
+
+
+def models_folder(options: CaptureOptions) -> str:
+    if options.models_dir:
+        return str(options.models_dir)
+    from .model_setup import default_models_dir
+
+    return str(default_models_dir())
+
+
+def capture(
+    input_path,
+    options: CaptureOptions | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Take:
+    """Track the faces in footage and return the take.
+
+    ``progress(done, total)`` is called after each frame (``total`` is the
+    source's frame-count estimate, or None). ``should_stop()`` returning true
+    cancels with :class:`.errors.CaptureCancelled`. Raises :class:`CaptureError`
+    for unreadable input, missing models, or footage without any face.
+    """
+    options = options or CaptureOptions()
+    models_dir = models_folder(options)
+    started = time.perf_counter()
+    detector = BackgroundLoader(_make_detector)  # MediaPipe's import is the slowest start-up step
+    source = open_source(input_path, options.fps)
+    try:
+        regressor = Regressor(resolve_model(options.model, models_dir), options.threads)
+        tracker = FaceTracker(
+            regressor,
+            load_face_model(models_dir),
+            detector.get,
+            max_faces=options.max_faces,
+            detect_every=options.detect_every,
+        )
+        builder = TakeBuilder()
+        first_done = None
+        for frame in prefetch(source):
+            if should_stop is not None and should_stop():
+                raise CaptureCancelled()
+            builder.add(frame.number, frame.time, tracker.step(frame))
+            first_done = first_done or time.perf_counter()
+            if progress is not None:
+                progress(len(builder), source.frame_count)
+        finished = time.perf_counter()
+    finally:
+        source.close()
+    take = builder.build(
+        fps=source.fps,
+        image_size=source.image_size,
+        model=regressor.name,
+        source=os.path.abspath(os.fspath(input_path)),
+        version=__version__,
+        meta={
+            "max_faces": options.max_faces,
+            "regressor_calls": tracker.regressor_calls,
+            "detector_calls": tracker.detector_calls,
+            # Start-up (models, detector, first frame) and the steady per-frame loop after it.
+            "first_frame_seconds": first_done - started,
+            "loop_seconds": finished - first_done,
+        },
+    )
+    if not take.valid.any():
+        raise CaptureError(
+            f"No face found in {input_path} ({len(builder)} frames): the performer's face "
+            "must be visible and at least about 40 pixels wide."
+        )
+    return take
+
+
+def _make_detector():
+    from .detector import FaceDetector
+
+    return FaceDetector()
+
+
+class BackgroundLoader:
+    """Builds an object on a background thread; ``get()`` waits for it (re-raising errors)."""
+
+    def __init__(self, factory: Callable[[], object]):
+        self._result = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(factory,), daemon=True)
+        self._thread.start()
+
+    def _run(self, factory):
+        try:
+            self._result = factory()
+        except BaseException as err:  # handed to the caller of get()
+            self._error = err
+
+    def get(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
+def prefetch(source: FrameSource, depth: int = PREFETCH_FRAMES) -> Iterator[Frame]:
+    """Iterate a source with decoding running ahead on a thread (at most ``depth`` frames)."""
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def hand_over(item) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def decode():
+        try:
+            for frame in source:
+                if not hand_over(frame):
+                    return
+            hand_over(end)
+        except BaseException as err:  # re-raised in the consumer
+            hand_over(err)
+
+    worker = threading.Thread(target=decode, daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = slots.get()
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()

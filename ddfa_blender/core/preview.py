@@ -1,0 +1,96 @@
+"""Preview videos: the footage with each tracked face's 68 landmarks and head axes drawn.
+
+A second take (for example the smoothed one) can be drawn over the first in
+another colour, or beside it, so the effect of smoothing can be seen.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .errors import CaptureError
+from .pose import image_pose
+from .sources import open_source
+from .take import Take
+
+# Index runs of the 68-point scheme drawn as polylines: (first, last, closed).
+CONTOURS = [
+    (0, 16, False), (17, 21, False), (22, 26, False), (27, 30, False), (31, 35, False),
+    (36, 41, True), (42, 47, True), (48, 59, True), (60, 67, True),
+]
+AXIS_LENGTH_UM = 80_000.0
+AXIS_COLOURS = [(0, 0, 255), (0, 200, 0), (255, 80, 0)]  # BGR for x, y, z
+RAW_COLOUR = (60, 220, 255)
+SECOND_COLOUR = (255, 120, 255)
+
+
+def write_preview(take: Take, output_path: str, second: Take | None = None, layout: str = "overlay",
+                  progress=None) -> int:
+    """Draw ``take`` (and ``second``, if given) over its footage into ``output_path`` (MP4).
+
+    ``layout`` is ``"overlay"`` (both on one frame) or ``"side"`` (``take``
+    left, ``second`` right). Returns the number of frames written.
+    """
+    import cv2
+
+    source = open_source(take.source, take.fps)
+    width, height = source.image_size
+    size = (width * 2, height) if second is not None and layout == "side" else (width, height)
+    folder = os.path.dirname(os.path.abspath(output_path))
+    if not os.path.isdir(folder):
+        raise CaptureError(f"Cannot write preview {output_path}: folder {folder} does not exist.")
+    writer = cv2.VideoWriter(output_path, cv2.VideoWriter_fourcc(*"mp4v"), take.fps, size)
+    if not writer.isOpened():
+        raise CaptureError(f"Cannot write preview {output_path}: OpenCV could not open an MP4 writer there.")
+    rows = _rows_by_frame(take)
+    second_rows = _rows_by_frame(second) if second is not None else {}
+    written = 0
+    try:
+        for frame in source:
+            image = frame.image.copy()
+            for row in rows.get(frame.number, []):
+                draw_face(image, take, row, RAW_COLOUR)
+            if second is not None and layout == "side":
+                right = frame.image.copy()
+                for row in second_rows.get(frame.number, []):
+                    draw_face(right, second, row, SECOND_COLOUR)
+                image = np.concatenate([image, right], axis=1)
+            else:
+                for row in second_rows.get(frame.number, []):
+                    draw_face(image, second, row, SECOND_COLOUR)
+            writer.write(image)
+            written += 1
+            if progress is not None:
+                progress(written, source.frame_count)
+    finally:
+        writer.release()
+        source.close()
+    return written
+
+
+def draw_face(image: np.ndarray, take: Take, row: int, colour) -> None:
+    """Draw one row's landmarks (contours and points) and head axes onto a BGR image."""
+    import cv2
+
+    points = take.lmk68[row, :, :2]
+    pixels = np.round(points).astype(np.int32)
+    for first, last, closed in CONTOURS:
+        cv2.polylines(image, [pixels[first : last + 1]], closed, colour, 1, cv2.LINE_AA)
+    for x, y in pixels:
+        cv2.circle(image, (int(x), int(y)), 2, colour, -1, cv2.LINE_AA)
+    scale, rotation, origin = image_pose(take.param[row : row + 1], take.roi[row : row + 1])
+    start = origin[0]
+    for axis in range(3):
+        tip = scale[0] * AXIS_LENGTH_UM * rotation[0][:, axis]
+        end = start + np.array([tip[0], -tip[1]])  # camera y up -> image y down
+        cv2.line(image, tuple(np.round(start).astype(int)), tuple(np.round(end).astype(int)),
+                 AXIS_COLOURS[axis], 2, cv2.LINE_AA)
+
+
+def _rows_by_frame(take: Take) -> dict[int, list[int]]:
+    rows: dict[int, list[int]] = {}
+    for index in np.flatnonzero(take.valid):
+        rows.setdefault(int(take.frame[index]), []).append(int(index))
+    return rows

@@ -1,0 +1,112 @@
+"""Pose maths: decomposition round trips, quaternions, the Blender frame."""
+
+import numpy as np
+import pytest
+
+from ddfa_blender.core import pose
+
+
+def random_rotations(rng, n):
+    q = rng.normal(size=(n, 4))
+    return pose.quaternion_to_matrix(q)
+
+
+def test_compose_decompose_round_trip():
+    rng = np.random.default_rng(0)
+    rotation = random_rotations(rng, 50)
+    scale = rng.uniform(1e-4, 1e-3, 50)
+    translation = rng.normal(size=(50, 3)) * 60
+    s, r, t = pose.decompose_pose(pose.compose_pose(scale, rotation, translation))
+    np.testing.assert_allclose(s, scale, rtol=1e-10)
+    np.testing.assert_allclose(r, rotation, atol=1e-10)
+    np.testing.assert_allclose(t, translation, atol=1e-10)
+
+
+def test_decompose_takes_nearest_proper_scaled_rotation():
+    rng = np.random.default_rng(1)
+    rotation = random_rotations(rng, 1)[0]
+    noisy = 5e-4 * rotation + rng.normal(size=(3, 3)) * 2e-5
+    s, r, _ = pose.decompose_pose(np.concatenate([noisy, np.zeros((3, 1))], axis=1))
+    assert np.isclose(np.linalg.det(r), 1.0)
+    np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-12)
+    best = np.linalg.norm(noisy - s * r)
+    for _ in range(200):  # no nearby scaled rotation fits better
+        delta = pose.quaternion_to_matrix(np.r_[1.0, rng.normal(size=3) * 1e-2])
+        scale = s * (1 + rng.normal() * 1e-2)
+        assert np.linalg.norm(noisy - scale * delta @ r) >= best - 1e-12
+
+
+def test_decompose_keeps_nan_rows_nan():
+    poses = np.zeros((2, 3, 4))
+    poses[0, :, :3] = np.eye(3) * 2
+    poses[1] = np.nan
+    s, r, _ = pose.decompose_pose(poses)
+    assert s[0] == pytest.approx(2) and np.isnan(s[1]) and np.isnan(r[1]).all()
+
+
+def test_quaternion_round_trip_including_half_turns():
+    rng = np.random.default_rng(2)
+    half_turns = np.array([[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1], [0, 0.6, 0.8, 0]], float)
+    q = np.concatenate([rng.normal(size=(100, 4)), half_turns])
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    back = pose.matrix_to_quaternion(pose.quaternion_to_matrix(q))
+    same = np.abs(np.sum(back * q, axis=1))
+    np.testing.assert_allclose(same, 1.0, atol=1e-10)
+    assert (back[:, 0] >= 0).all()
+
+
+def test_make_continuous_flips_signs_and_skips_gaps():
+    rng = np.random.default_rng(3)
+    axis_angles = np.cumsum(rng.normal(size=(40, 3)) * 0.05, axis=0)
+    angle = np.linalg.norm(axis_angles, axis=1, keepdims=True)
+    q = np.concatenate([np.cos(angle / 2), np.sin(angle / 2) * axis_angles / angle], axis=1)
+    flipped = q * rng.choice([-1.0, 1.0], size=(40, 1))
+    flipped[10:13] = np.nan
+    out = pose.make_continuous(flipped)
+    valid = ~np.isnan(out[:, 0])
+    dots = np.sum(out[valid][1:] * out[valid][:-1], axis=1)
+    assert (dots > 0).all()
+    assert np.isnan(out[10:13]).all()
+
+
+def test_blender_axes_are_a_proper_rotation():
+    c = pose.BLENDER_FROM_BFM
+    np.testing.assert_allclose(c @ c.T, np.eye(3))
+    assert np.isclose(np.linalg.det(c), 1.0)
+    np.testing.assert_allclose(c @ [0, 0, 1], [0, -1, 0])  # toward the viewer -> -Y
+    np.testing.assert_allclose(c @ [0, 1, 0], [0, 0, 1])  # up -> Z
+
+
+def frontal_param(scale_px, centre_crop, yaw=0.0):
+    """Parameters of a face turned by ``yaw`` (radians, about the up axis) in a crop."""
+    rot = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
+    p = np.zeros(62)
+    # crop x_0based = x - 1, y_0based = 120 - y: put the origin at the requested crop pixel
+    t = [centre_crop[0] + 1, 120 - centre_crop[1], 0]
+    p[:12] = np.concatenate([scale_px * rot, np.array(t)[:, None]], axis=1).ravel()
+    return p
+
+
+def test_head_pose_frontal_face_in_the_centre():
+    image_size = (1280, 720)
+    roi = np.array([[459.5, 179.5, 819.5, 539.5]])  # 360 px box centred on the image centre
+    param = frontal_param(4e-4, (59.5, 59.5))[None]
+    head = pose.head_pose_blender(param, roi, image_size)
+    np.testing.assert_allclose(head.rotation[0], [1, 0, 0, 0], atol=1e-12)
+    scale_px = 4e-4 * 3
+    focal = pose.focal_length_px(image_size)
+    np.testing.assert_allclose(head.scale_px, [scale_px])
+    np.testing.assert_allclose(head.location[0], [0, focal / scale_px * 1e-6, 0], atol=1e-9)
+
+
+def test_head_pose_yaw_and_offset_directions():
+    image_size = (640, 360)
+    roi = np.array([[400.0, 100.0, 520.0, 220.0]])  # right of and above the image centre
+    param = frontal_param(4e-4, (59.5, 59.5), yaw=0.3)[None]
+    head = pose.head_pose_blender(param, roi, image_size)
+    location = head.location[0]
+    assert location[0] > 0 and location[2] > 0  # image right -> +X, image up -> +Z
+    # a BFM rotation about +y (up) is a Blender rotation about +Z by the same angle
+    w, x, y, z = head.rotation[0]
+    assert np.isclose(x, 0) and np.isclose(y, 0)
+    assert np.isclose(2 * np.arctan2(z, w), 0.3)
