@@ -28,6 +28,7 @@ class FaceDetector:
         os.environ.setdefault("GLOG_minloglevel", "2")
         from mediapipe.python.solutions import face_detection
 
+        self.min_score = min_score  # the graphs keep their own lower threshold: filter again here
         self._short = face_detection.FaceDetection(model_selection=0, min_detection_confidence=min_score)
         self._full = face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_score)
 
@@ -38,9 +39,10 @@ class FaceDetector:
     def detect(self, image_bgr: np.ndarray, max_faces: int = 1) -> list[Detection]:
         """Faces in an image (BGR, uint8, (H, W, 3)), best first, at most ``max_faces``."""
         rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
-        found = _run(self._short, rgb)
+        found = [d for d in _run(self._short, rgb) if d.score >= self.min_score]
         if not found or max_faces > 1:
             found = _merge(found + _run(self._full, rgb))
+        found = [d for d in found if d.score >= self.min_score]
         found.sort(key=lambda d: d.score, reverse=True)
         return found[:max_faces]
 
