@@ -37,6 +37,8 @@ class CaptureOptions:
     ``max_faces``: faces tracked at once.
     ``fps``: frame rate of image sequences (videos use their own).
     ``detect_every``: with several faces, frames between detector runs.
+    ``channels``: extra per-frame extractors (see :class:`ChannelExtractor`),
+    each recorded in the take as ``ch.<name>``.
     """
 
     model: str = "mb05"
@@ -45,6 +47,26 @@ class CaptureOptions:
     max_faces: int = 1
     fps: float | None = None
     detect_every: int | None = None
+    channels: list = dataclasses.field(default_factory=list)
+
+
+class ChannelExtractor:
+    """Interface of an extra per-frame channel recorded beside the 3DDFA-V2 results.
+
+    ``name`` and ``columns`` (column names, stored in ``meta["channels"]``);
+    ``extract(frame, observations)`` returns ``{track_id: values}`` for the
+    tracks it measured on this frame (values: a 1-D array of len(columns)).
+    ``close()`` releases what it holds.
+    """
+
+    name: str
+    columns: list[str]
+
+    def extract(self, frame: Frame, observations) -> dict:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release models or devices."""
 
 
 def load_face_model(models_dir) -> FaceModel:
@@ -97,13 +119,17 @@ def capture(
         for frame in prefetch(source):
             if should_stop is not None and should_stop():
                 raise CaptureCancelled()
-            builder.add(frame.number, frame.time, tracker.step(frame))
+            observations = tracker.step(frame)
+            extra = {c.name: c.extract(frame, observations) for c in options.channels}
+            builder.add(frame.number, frame.time, observations, extra)
             first_done = first_done or time.perf_counter()
             if progress is not None:
                 progress(len(builder), source.frame_count)
         finished = time.perf_counter()
     finally:
         source.close()
+        for channel in options.channels:
+            channel.close()
     take = builder.build(
         fps=source.fps,
         image_size=source.image_size,
@@ -111,6 +137,7 @@ def capture(
         source=os.path.abspath(os.fspath(input_path)),
         version=__version__,
         meta={
+            "channels": {c.name: list(c.columns) for c in options.channels},
             "max_faces": options.max_faces,
             "regressor_calls": tracker.regressor_calls,
             "detector_calls": tracker.detector_calls,

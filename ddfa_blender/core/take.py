@@ -252,16 +252,16 @@ class TakeBuilder:
     def add(self, number: int, time: float, observations, channels=None) -> None:
         """Record frame ``number`` (time in seconds) with its observations.
 
-        ``channels`` maps a channel name to a dict {track_id: values} for this frame.
+        ``channels`` maps a channel name to a dict {track_id: values} for this
+        frame; a channel that never has values is left out of the take.
         """
         index = len(self._frames)
         self._frames.append((int(number), float(time)))
         for obs in observations:
             self._seen.setdefault(obs.track_id, {})[index] = obs
         for name, per_track in (channels or {}).items():
-            store = self._channels.setdefault(name, {})
             for track_id, values in per_track.items():
-                store[(track_id, index)] = np.asarray(values)
+                self._channels.setdefault(name, {})[(track_id, index)] = np.asarray(values)
 
     def __len__(self):
         return len(self._frames)
