@@ -6,7 +6,7 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 SHARED ?= ../shared
-INPUT  ?= $(SHARED)/data/video/talking_head_640x360.mp4
+INPUT  ?= $(SHARED)/data/video/obama.mp4
 
 .PHONY: demo test extension bench models clean
 
@@ -27,6 +27,7 @@ models/.ready: $(VENV)/.runtime scripts/fetch_models.py
 models: models/.ready
 
 demo: models/.ready $(VENV)/.dev
+	@test -e "$(INPUT)" || { echo "No sample video at $(INPUT): run make demo INPUT=path/to/clip.mp4"; exit 1; }
 	@mkdir -p out
 	$(PY) scripts/capture.py --input "$(INPUT)" --take out/demo.npz \
 		--preview out/demo_preview.mp4 --output out/demo.blend
