@@ -1,0 +1,454 @@
+"""Zero-lag offline smoothing of a take: rotation, translation/scale and expression.
+
+The smoother runs on the stored take, so it can be re-tuned after capture
+without running the network again. It never changes which rows exist: it
+returns a new :class:`~.take.Take` whose ``param`` and ``lmk68`` are smoothed
+(and, with gap bridging, whose short gaps are filled).
+
+Image pose
+    Each row's crop-space ``param`` is tied to that row's ROI, which moves from
+    frame to frame, so smoothing happens in the *image pose frame*: image
+    pixels (the convention of :func:`.reconstruct.crop_to_image`) with x right,
+    y **up** (``-y`` of the image) and z toward the camera. The map
+    ``BFM point -> image`` of a row is ``X -> M @ X + T``, and ``M = s R (I + E)``
+    where ``s`` (pixels per micrometre) and the rotation ``R`` are the nearest
+    scaled rotation (:func:`.pose.decompose_pose`) and ``E`` is the small
+    residual the regressor adds to it (symmetric, traceless). :func:`image_pose`
+    and :func:`crop_param` convert exactly, for any ROI, so the smoothed pose is
+    written back as crop-space ``param`` for each row's **own** ROI (``roi`` is
+    kept) and every consumer of the take keeps working unchanged.
+
+Channel groups and what smooths them
+    * rotation ``R``: on the rotation manifold. Each frame's estimate is the
+      weighted local regression of the rotation vectors ``log(r^-1 q_k)`` of
+      its neighbours around a reference ``r`` (first the frame itself, then
+      the first estimate: two Gauss-Newton steps of a weighted Karcher mean),
+      so q and -q are the same rotation and no raw components are averaged;
+    * translation: ``T`` (image pixels) and ``log s``;
+    * expression: the 10 expression coefficients ``param[52:62]`` and the
+      residual ``E``;
+    * identity (``param[12:52]``) is left as it is on every row (the bake
+      aggregates it); bridged rows interpolate it.
+
+Filter
+    Gaussian-weighted local quadratic regression (a Savitzky-Golay smoother
+    with Gaussian instead of box weights), on each row's presentation time:
+    zero phase, exact on constant, linear and quadratic motion, unbiased at
+    the ends of a segment (the window becomes one-sided). The strength of a
+    group is the standard deviation ``sigma`` of the Gaussian weights in
+    **seconds**, so it means the same at any frame rate; 0 turns the group
+    off. Its response at frequency f is about ``(1 + w^2 / 2) exp(-w^2 / 2)``
+    with ``w = 2 pi f sigma`` (flat at low f, half amplitude at ``f = 0.29 / sigma``:
+    5 Hz for sigma = 0.06 s). A sigma under ~0.7 frame fits a quadratic through
+    three samples, which changes nothing.
+
+Segments and gaps
+    Every track is smoothed separately. A track is cut into segments at every
+    gap (rows with ``valid`` false) and at every re-detection that jumps
+    (``detected`` true and the mean landmark motion from the previous row above
+    ``split_jump`` of the face size), and each segment is smoothed on its own,
+    so a jump is never smeared into its neighbours. With ``bridge_gaps``, a gap
+    of at most ``max_gap`` seconds between two segments is filled after
+    smoothing by interpolating the smoothed ends (slerp for rotation, linear
+    otherwise, ROI and identity included); those rows become valid, not
+    detected, their ``quality`` is interpolated, and the extension channel
+    ``ch.bridged`` (bool) marks them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from .errors import CaptureError
+from .pose import decompose_pose, matrix_to_quaternion, quaternion_to_matrix
+from .reconstruct import crop_to_image, landmarks_image, model_to_crop
+from .take import Take
+
+GAUSSIAN_SUPPORT = 3.0  # the Gaussian weights are cut at this many sigma
+BRIDGED_CHANNEL = "bridged"
+
+
+@dataclasses.dataclass(frozen=True)
+class SmoothingSettings:
+    """How strongly to smooth each channel group; the presets are in ``PRESETS``.
+
+    ``rotation``, ``translation`` and ``expression``: sigma of the smoother's
+    Gaussian window in seconds (0 = off). ``bridge_gaps``: fill gaps of at most
+    ``max_gap`` seconds by interpolation. ``split_jump``: a detected row whose
+    landmarks moved more than this fraction of the face size since the
+    previous row starts a new segment.
+    """
+
+    rotation: float = 0.0
+    translation: float = 0.0
+    expression: float = 0.0
+    bridge_gaps: bool = False
+    max_gap: float = 0.5
+    split_jump: float = 0.05
+
+    def __post_init__(self):
+        for name in ("rotation", "translation", "expression", "max_gap", "split_jump"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise CaptureError(
+                    f"Smoothing setting '{name}' must be a number >= 0, got {value!r}."
+                )
+
+    @property
+    def smooths(self) -> bool:
+        """True when at least one channel group is smoothed."""
+        return max(self.rotation, self.translation, self.expression) > 0
+
+    def to_dict(self) -> dict:
+        """Plain ``{name: float or bool}``, e.g. to store on a Blender object or in JSON."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "SmoothingSettings":
+        """Settings from :meth:`to_dict` output; missing keys take the defaults."""
+        known = {field.name: field for field in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise CaptureError(
+                f"Unknown smoothing setting(s) {', '.join(unknown)}; "
+                f"use {', '.join(known)}."
+            )
+        converted = {
+            name: bool(value) if known[name].type in (bool, "bool") else float(value)
+            for name, value in values.items()
+        }
+        return cls(**converted)
+
+
+# Tuned on real footage (benchmarks/bench_stability.py): ``default`` cuts the jitter of
+# landmarks, rotation and expression to a third or less while moving the landmarks
+# by under 0.5 % of the face size. A sigma under ~0.7 frame leaves its group as it is.
+PRESETS = {
+    "none": SmoothingSettings(),
+    "light": SmoothingSettings(rotation=0.04, translation=0.04, expression=0.035),
+    "default": SmoothingSettings(rotation=0.06, translation=0.06, expression=0.045),
+    "heavy": SmoothingSettings(rotation=0.1, translation=0.1, expression=0.08),
+}
+
+
+# -- quaternions (w, x, y, z) -----------------------------------------------------
+
+
+def quaternion_multiply(a, b):
+    """Hamilton product ``a * b`` of (..., 4) quaternions (w, x, y, z)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    aw, ax, ay, az = np.moveaxis(a, -1, 0)
+    bw, bx, by, bz = np.moveaxis(b, -1, 0)
+    return np.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        axis=-1,
+    )
+
+
+def quaternion_conjugate(q):
+    """Inverse of unit quaternions (..., 4)."""
+    q = np.array(q, dtype=np.float64)
+    q[..., 1:] *= -1.0
+    return q
+
+
+def quaternion_log(q):
+    """Rotation vectors (..., 3), radians, of unit quaternions (..., 4); q and -q agree.
+
+    The shorter arc is taken, so the angle is at most pi.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    q = np.where(q[..., :1] < 0, -q, q)
+    vector_norm = np.linalg.norm(q[..., 1:], axis=-1)
+    angle = 2.0 * np.arctan2(vector_norm, q[..., 0])
+    # angle / sin(angle / 2) -> 2 as the angle -> 0.
+    factor = np.where(vector_norm > 1e-12, angle / np.maximum(vector_norm, 1e-300), 2.0)
+    return q[..., 1:] * factor[..., None]
+
+
+def quaternion_exp(rotation_vector):
+    """Unit quaternions (..., 4) of rotation vectors (..., 3) in radians."""
+    v = np.asarray(rotation_vector, dtype=np.float64)
+    angle = np.linalg.norm(v, axis=-1)
+    half = 0.5 * angle
+    factor = np.where(angle > 1e-12, np.sin(half) / np.maximum(angle, 1e-300), 0.5)
+    return np.concatenate([np.cos(half)[..., None], v * factor[..., None]], axis=-1)
+
+
+def slerp(q0, q1, fraction):
+    """Rotations a ``fraction`` (...) of the way from q0 to q1 (..., 4), shorter arc."""
+    step = quaternion_log(quaternion_multiply(quaternion_conjugate(q0), q1))
+    return quaternion_multiply(q0, quaternion_exp(step * np.asarray(fraction)[..., None]))
+
+
+# -- image pose <-> crop-space param --------------------------------------------
+
+
+@dataclasses.dataclass
+class ImagePose:
+    """Rows of 3x4 poses split into image-frame channels (see the module doc).
+
+    ``scale`` (N,) image px per micrometre; ``rotation`` (N, 4) quaternions
+    (w, x, y, z), w >= 0, camera-from-BFM in the image pose frame (x right,
+    y up, z toward the camera); ``translation`` (N, 3) image pixels of the BFM
+    origin in that frame (x, -y, z of the image); ``residual`` (N, 3, 3)
+    ``E`` with ``M = s R (I + E)``.
+    """
+
+    scale: np.ndarray
+    rotation: np.ndarray
+    translation: np.ndarray
+    residual: np.ndarray
+
+
+_Y_UP = np.diag([1.0, -1.0, 1.0])
+
+
+def _pose_output_to_image(roi):
+    """The affine map ``y -> G y + g`` from a pose's output ``P @ [X, 1]`` to image pixels.
+
+    Measured through :func:`.reconstruct.model_to_crop` and
+    :func:`.reconstruct.crop_to_image` themselves, so it always follows their
+    conventions; returns ``G`` (N, 3, 3) and ``g`` (N, 3) for ROIs (N, 4).
+    """
+    roi = np.asarray(roi, dtype=np.float64)
+    probes = np.vstack([np.zeros(3), np.eye(3)])
+    pose = np.zeros((len(roi), 4, 3, 4))
+    pose[..., 3] = probes
+    image = crop_to_image(
+        model_to_crop(pose.reshape(-1, 3, 4), np.zeros((4 * len(roi), 1, 3))).reshape(-1, 4, 3),
+        roi,
+    )
+    offset = image[:, 0]
+    return np.swapaxes(image[:, 1:] - offset[:, None], -1, -2), offset
+
+
+def image_pose(param, roi) -> ImagePose:
+    """The pose of ``param`` (N, 62) in crop space of ``roi`` (N, 4) as an :class:`ImagePose`.
+
+    Rows with NaN come out NaN.
+    """
+    param = np.asarray(param, dtype=np.float64)
+    crop_pose = param[:, :12].reshape(-1, 3, 4)
+    to_image, offset = _pose_output_to_image(roi)
+    linear = _Y_UP @ to_image @ crop_pose[:, :, :3]
+    translation = np.einsum(
+        "ij,nj->ni", _Y_UP, np.einsum("nij,nj->ni", to_image, crop_pose[:, :, 3]) + offset
+    )
+    scale, rotation, _ = decompose_pose(np.concatenate([linear, translation[:, :, None]], axis=-1))
+    residual = (
+        np.einsum("nji,njk->nik", rotation, linear) / scale[:, None, None] - np.eye(3)
+    )
+    quaternion = np.full((len(param), 4), np.nan)
+    finite = np.isfinite(scale)
+    quaternion[finite] = matrix_to_quaternion(rotation[finite])
+    return ImagePose(scale, quaternion, translation, residual)
+
+
+def crop_param(pose: ImagePose, roi, shape, expression) -> np.ndarray:
+    """Inverse of :func:`image_pose`: float64 param (N, 62) in crop space of ``roi`` (N, 4)."""
+    to_image, offset = _pose_output_to_image(roi)
+    from_image = np.linalg.inv(to_image)
+    rotation = quaternion_to_matrix(pose.rotation)
+    linear = pose.scale[:, None, None] * rotation @ (np.eye(3) + pose.residual)
+    crop_linear = from_image @ _Y_UP @ linear
+    image_origin = np.einsum("ij,nj->ni", _Y_UP, pose.translation)
+    t = np.einsum("nij,nj->ni", from_image, image_origin - offset)
+    pose34 = np.concatenate([crop_linear, t[:, :, None]], axis=-1).reshape(-1, 12)
+    return np.concatenate(
+        [pose34, np.asarray(shape, dtype=np.float64), np.asarray(expression, dtype=np.float64)],
+        axis=-1,
+    )
+
+
+# -- the smoother ---------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Kernel:
+    """Equivalent kernel of a linear smoother: ``out[i] = sum_k weights[i, k] * x[index[i, k]]``."""
+
+    index: np.ndarray
+    weights: np.ndarray
+
+    def apply(self, values):
+        values = np.asarray(values, dtype=np.float64)
+        return np.einsum("nk,nk...->n...", self.weights, values[self.index])
+
+
+def _local_regression_kernel(times, sigma):
+    """Gaussian-weighted local quadratic regression on (n,) sorted times (s); None = identity."""
+    n = len(times)
+    if sigma <= 0 or n < 2:
+        return None
+    u_all = np.asarray(times, dtype=np.float64) / sigma
+    rows = np.arange(n)
+    low = np.searchsorted(u_all, u_all - GAUSSIAN_SUPPORT, side="left")
+    high = np.searchsorted(u_all, u_all + GAUSSIAN_SUPPORT, side="right") - 1
+    half = int(max((rows - low).max(), (high - rows).max()))
+    if half == 0:
+        return None
+    index = rows[:, None] + np.arange(-half, half + 1)
+    inside = (index >= 0) & (index < n)
+    index = np.clip(index, 0, n - 1)
+    u = u_all[index] - u_all[:, None]
+    weight = np.where(inside & (np.abs(u) <= GAUSSIAN_SUPPORT), np.exp(-0.5 * u * u), 0.0)
+    design = u[..., None] ** np.arange(3)
+    moments = np.einsum("nk,nkp,nkq->npq", weight, design, design)
+    # The fitted value at u = 0 is the first coefficient: row 0 of the pseudo-inverse
+    # (a pseudo-inverse so that windows with one or two samples reduce the degree).
+    first_row = np.linalg.pinv(moments)[:, 0, :]
+    return _Kernel(index, weight * np.einsum("np,nkp->nk", first_row, design))
+
+
+def smooth_quaternions(times, quaternions, sigma: float) -> np.ndarray:
+    """Smooth unit quaternions (n, 4) (w, x, y, z) at times (n,) s on the rotation manifold.
+
+    Each output is two Gauss-Newton steps of the local regression of the
+    neighbours' rotation vectors around a reference (see the module doc); the
+    signs of the inputs do not matter. Output has w >= 0. ``sigma`` in seconds,
+    0 returns the input.
+    """
+    quaternions = np.asarray(quaternions, dtype=np.float64)
+    kernel = _local_regression_kernel(times, sigma)
+    if kernel is None:
+        return quaternions.copy()
+    reference = quaternions
+    neighbours = quaternions[kernel.index]
+    for _ in range(2):
+        relative = quaternion_log(
+            quaternion_multiply(quaternion_conjugate(reference)[:, None, :], neighbours)
+        )
+        step = np.einsum("nk,nkc->nc", kernel.weights, relative)
+        reference = quaternion_multiply(reference, quaternion_exp(step))
+    reference /= np.linalg.norm(reference, axis=-1, keepdims=True)
+    return np.where(reference[:, :1] < 0, -reference, reference)
+
+
+def smooth_series(times, values, sigma: float) -> np.ndarray:
+    """Smooth values (n, ...) at times (n,) s with the zero-phase local regression.
+
+    ``sigma`` in seconds, 0 returns the input.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    kernel = _local_regression_kernel(times, sigma)
+    return values.copy() if kernel is None else kernel.apply(values)
+
+
+def _face_size(lmk68):
+    """sqrt(width * height) of the 2-D landmark box of each row (N,), pixels."""
+    extent = np.nanmax(lmk68[..., :2], axis=-2) - np.nanmin(lmk68[..., :2], axis=-2)
+    return np.sqrt(extent[..., 0] * extent[..., 1])
+
+
+def _segments(valid, detected, lmk68, split_jump):
+    """(start, stop) row ranges of one track's runs of usable rows, cut at re-detect jumps."""
+    starts = np.flatnonzero(valid & ~np.r_[False, valid[:-1]])
+    stops = np.flatnonzero(valid & ~np.r_[valid[1:], False]) + 1
+    cuts = []
+    for start, stop in zip(starts, stops):
+        previous = lmk68[start : stop - 1, :, :2]
+        current = lmk68[start + 1 : stop, :, :2]
+        motion = np.linalg.norm(current - previous, axis=-1).mean(axis=-1)
+        jump = detected[start + 1 : stop] & (motion > split_jump * _face_size(previous))
+        bounds = [start, *(start + 1 + np.flatnonzero(jump)), stop]
+        cuts.extend(zip(bounds[:-1], bounds[1:]))
+    return cuts
+
+
+def _track_times(take: Take, rows: slice):
+    """Presentation times (s) of a track's rows; frame / fps where the time is unknown."""
+    times = take.time[rows].astype(np.float64)
+    fallback = take.frame[rows] / take.fps
+    return np.where(np.isfinite(times), times, fallback)
+
+
+def smooth_take(take: Take, settings: SmoothingSettings, face_model) -> Take:
+    """A new take with ``param`` and ``lmk68`` smoothed per ``settings`` (see the module doc).
+
+    ``face_model`` (:class:`.face_model.FaceModel`) rebuilds the landmarks of
+    the changed rows. With the ``none`` preset (nothing smoothed, no bridging)
+    the result equals the input bit for bit. The settings used are recorded in
+    ``meta["smoothing"]``.
+    """
+    result = take.rows(np.ones(len(take), dtype=bool))
+    result.meta = {**take.meta, "smoothing": settings.to_dict()}
+
+    usable = take.valid & np.isfinite(take.param).all(axis=1) & np.isfinite(take.roi).all(axis=1)
+    pose = image_pose(np.where(usable[:, None], take.param, np.nan), take.roi)
+    rotation = pose.rotation.copy()
+    translation = np.concatenate([pose.translation, np.log(pose.scale)[:, None]], axis=1)
+    expression = np.concatenate(
+        [take.param[:, 52:62].astype(np.float64), pose.residual.reshape(-1, 9)], axis=1
+    )
+    shape = take.param[:, 12:52].astype(np.float64)
+    roi = take.roi.astype(np.float64)
+    quality = take.quality.astype(np.float64)
+    changed = np.zeros(len(take), dtype=bool)
+    bridged = np.zeros(len(take), dtype=bool)
+
+    for track_id in take.track_ids():
+        track_rows = np.flatnonzero(take.track == track_id)
+        offset = track_rows[0]
+        rows = slice(offset, track_rows[-1] + 1)
+        times = _track_times(take, rows)
+        segments = _segments(
+            usable[rows], take.detected[rows], take.lmk68[rows], settings.split_jump
+        )
+        for start, stop in segments:
+            span = slice(offset + start, offset + stop)
+            seg_times = times[start:stop]
+            rotation[span] = smooth_quaternions(seg_times, rotation[span], settings.rotation)
+            translation[span] = smooth_series(seg_times, translation[span], settings.translation)
+            expression[span] = smooth_series(seg_times, expression[span], settings.expression)
+            if settings.smooths:
+                changed[span] = True
+        if not settings.bridge_gaps:
+            continue
+        for (_, before_stop), (after_start, _) in zip(segments[:-1], segments[1:]):
+            missing = after_start - before_stop
+            if missing == 0 or missing / take.fps > settings.max_gap + 1e-9:
+                continue
+            left, right = offset + before_stop - 1, offset + after_start
+            gap = np.arange(left + 1, right)
+            fraction = (times[gap - offset] - times[left - offset]) / (
+                times[right - offset] - times[left - offset]
+            )
+            rotation[gap] = slerp(rotation[left], rotation[right], fraction)
+            for values in (translation, expression, shape, roi, quality):
+                values[gap] = values[left] + fraction.reshape(-1, *([1] * (values.ndim - 1))) * (
+                    values[right] - values[left]
+                )
+            changed[gap] = True
+            bridged[gap] = True
+
+    if changed.any():
+        smoothed_pose = ImagePose(
+            np.exp(translation[changed, 3]),
+            rotation[changed],
+            translation[changed, :3],
+            expression[changed, 10:].reshape(-1, 3, 3),
+        )
+        result.param[changed] = crop_param(
+            smoothed_pose, roi[changed], shape[changed], expression[changed, :10]
+        )
+        result.roi[changed] = roi[changed]
+        # From the stored (float32) values, as the engine builds them.
+        result.lmk68[changed] = landmarks_image(
+            face_model, result.param[changed], result.roi[changed]
+        )
+    if bridged.any():
+        result.valid[bridged] = True
+        result.detected[bridged] = False
+        result.quality[bridged] = quality[bridged]
+    if settings.bridge_gaps:
+        result.channels = {**result.channels, BRIDGED_CHANNEL: bridged}
+    return result
