@@ -69,6 +69,11 @@ def parse_args(argv):
     parser.add_argument("--max-faces", type=int, default=1, help="faces tracked at once (default 1)")
     parser.add_argument("--fps", type=float, help="frame rate of image sequences (default 24)")
     parser.add_argument("--smooth", default="default", help="smoothing preset: none, light, default, heavy")
+    for group in ("rotation", "translation", "expression"):
+        parser.add_argument(f"--smooth-{group}", type=float, metavar="SECONDS",
+                            help=f"{group} smoothing window (Gaussian sigma, seconds; 0 = off), over the preset")
+    parser.add_argument("--bridge-gaps", type=float, metavar="SECONDS",
+                        help="interpolate across gaps without a face up to this long (default: leave them)")
     parser.add_argument("--start-frame", type=int, default=1, help="scene frame of the first footage frame")
     parser.add_argument("--key-camera", action="store_true", help="animate the camera instead of the head")
     parser.add_argument("--missing", choices=["hold", "gap"], default="hold",
@@ -85,11 +90,18 @@ def parse_args(argv):
 
 
 def smoothing_settings(args):
+    """The preset named by ``--smooth`` with any per-group overrides applied."""
+    import dataclasses
+
     from ddfa_blender.core.smoothing import PRESETS
 
     if args.smooth not in PRESETS:
         raise CaptureError(f"Unknown smoothing preset '{args.smooth}': use {', '.join(PRESETS)}.")
-    return PRESETS[args.smooth]
+    overrides = {group: getattr(args, f"smooth_{group}") for group in ("rotation", "translation", "expression")}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if args.bridge_gaps is not None:
+        overrides.update(bridge_gaps=True, max_gap=args.bridge_gaps)
+    return dataclasses.replace(PRESETS[args.smooth], **overrides)
 
 
 def process_clip(args, input_path, take_path, preview_path, output_path) -> None:

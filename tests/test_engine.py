@@ -185,6 +185,16 @@ def test_cli_writes_take_and_preview(tmp_path, shared_dir, models_dir):
     while reader.read()[0]:
         count += 1
     assert count == 72
+    compare_path = tmp_path / "compare.mp4"
+    result = run_cli("--take", str(take_path), "--preview", str(compare_path), "--preview-compare", "side",
+                     "--smooth", "heavy", "--smooth-rotation", "0.2", "--models", str(models_dir))
+    assert result.returncode == 0, result.stderr
+    reader = cv2.VideoCapture(str(compare_path))
+    ok, frame = reader.read()
+    assert ok and frame.shape == (360, 1280, 3)  # raw | smoothed, side by side
+    result = run_cli("--take", str(take_path), "--preview", str(compare_path), "--preview-compare", "side",
+                     "--smooth-expression", "-1")
+    assert result.returncode == 1 and "must be a number >= 0" in result.stderr
 
 
 @pytest.mark.parametrize("args, message", [

@@ -27,11 +27,12 @@ SECOND_COLOUR = (255, 120, 255)
 
 
 def write_preview(take: Take, output_path: str, second: Take | None = None, layout: str = "overlay",
-                  progress=None) -> int:
+                  progress=None, labels=("raw", "smoothed")) -> int:
     """Draw ``take`` (and ``second``, if given) over its footage into ``output_path`` (MP4).
 
     ``layout`` is ``"overlay"`` (both on one frame) or ``"side"`` (``take``
-    left, ``second`` right). Returns the number of frames written.
+    left, ``second`` right); with a second take, ``labels`` name the two in
+    their colours. Returns the number of frames written.
     """
     import cv2
 
@@ -56,10 +57,14 @@ def write_preview(take: Take, output_path: str, second: Take | None = None, layo
                 right = frame.image.copy()
                 for row in second_rows.get(frame.number, []):
                     draw_face(right, second, row, SECOND_COLOUR)
+                _label(image, labels[0], RAW_COLOUR, 0)
+                _label(right, labels[1], SECOND_COLOUR, 0)
                 image = np.concatenate([image, right], axis=1)
-            else:
+            elif second is not None:
                 for row in second_rows.get(frame.number, []):
                     draw_face(image, second, row, SECOND_COLOUR)
+                _label(image, labels[0], RAW_COLOUR, 0)
+                _label(image, labels[1], SECOND_COLOUR, 1)
             writer.write(image)
             written += 1
             if progress is not None:
@@ -87,6 +92,14 @@ def draw_face(image: np.ndarray, take: Take, row: int, colour) -> None:
         end = start + np.array([tip[0], -tip[1]])  # camera y up -> image y down
         cv2.line(image, tuple(np.round(start).astype(int)), tuple(np.round(end).astype(int)),
                  AXIS_COLOURS[axis], 2, cv2.LINE_AA)
+
+
+def _label(image: np.ndarray, text: str, colour, line: int) -> None:
+    import cv2
+
+    origin = (12, 32 + 30 * line)
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 0, 0), 4, cv2.LINE_AA)
+    cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.9, colour, 2, cv2.LINE_AA)
 
 
 def _rows_by_frame(take: Take) -> dict[int, list[int]]:
