@@ -1,0 +1,323 @@
+"""Bake one face track of a take into a scene: mesh, shape keys, keys, camera, footage.
+
+:func:`bake_take` is shared by the panel's operators and the headless
+:func:`.headless.write_blend`. It computes everything first (pure numpy,
+:mod:`.bake_channels`), then writes Blender data; if writing fails, what it
+created is removed and what it changed is put back, so the scene is as it was.
+
+Names, for a take called ``NAME`` (the take file's stem, else the footage's):
+face object and mesh ``NAME.face<track>``, camera ``NAME.camera``, action
+``NAME`` for track 0 and ``NAME.face<track>`` for the others (one action per
+baked track: re-smoothing one face leaves the others alone). With layered
+actions (Blender 4.4+) the action has one slot per animated data-block (the
+face object, its shape keys, the camera when it is keyed).
+
+Keyed channels: in head mode the face object's ``rotation_quaternion`` (4),
+``location`` (3) and ``scale`` (3, uniform), the camera still at its rest
+pose; in camera mode the camera's ``rotation_quaternion`` and ``location``
+with the head at rest at the origin. Shape keys: ``exp_00`` .. ``exp_09``
+values. Units and scaling: see :mod:`.bake_channels`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import bpy
+import numpy as np
+
+from ..core import pose as pose_mod
+from ..core.errors import CaptureError
+from . import animation, bake_channels, mesh, properties, scene as scene_mod
+
+TRANSFORM_GROUP = "Object Transforms"
+SHAPE_GROUP = "Expression"
+EXPRESSION_SCALE_PROPERTY = "ddfa_expression_scale"
+IDENTITY_PROPERTY = "ddfa_identity"
+DISTANCE_PROPERTY = "ddfa_distance"
+
+
+def take_name(take, take_path=None) -> str:
+    """The name of a take: its file's stem, else its footage's, else ``take``."""
+    for path in (take_path, take.source):
+        if path:
+            stem = os.path.splitext(os.path.basename(os.path.normpath(str(path))))[0]
+            if stem:
+                return stem
+    return "take"
+
+
+def face_object_name(name: str, track: int) -> str:
+    return f"{name}.face{track}"
+
+
+def action_name(name: str, track: int) -> str:
+    return name if track == 0 else face_object_name(name, track)
+
+
+def bake_take(
+    scene,
+    take,
+    *,
+    face_model,
+    track: int = 0,
+    target=None,
+    name: str | None = None,
+    smoothing=None,
+    start_frame: int = 1,
+    key_camera: bool = False,
+    missing: str = "hold",
+    footage: str | None = None,
+    take_path: str | None = None,
+    frame_origin: int | None = None,
+    lens_mm: float = pose_mod.DEFAULT_LENS_MM,
+):
+    """Bake ``track`` of ``take`` into ``scene`` and return the face object.
+
+    ``target``: an existing face object to bake again in place (its mesh,
+    keys and animation are replaced; its name and everything else stay);
+    None creates a new one. ``smoothing``: a ``SmoothingSettings`` applied to
+    the take first (None: the take as captured). ``footage``: video file or
+    image folder shown behind the camera (None: none). ``take_path`` is
+    stored on the object so the bake can be redone from it (Re-smooth).
+    Raises ``CaptureError`` (scene unchanged) for a take that cannot be baked.
+    """
+    name = name or take_name(take, take_path)
+    if key_camera and len(take.track_ids()) > 1:
+        raise CaptureError(
+            "Animating the camera needs a single-face take; key the heads instead."
+        )
+    if frame_origin is None and len(take):
+        frame_origin = int(take.frame.min())
+    source = take.for_track(track) if len(take) else take
+    if smoothing is not None and smoothing.smooths and len(take):
+        from ..core.smoothing import smooth_take
+
+        source = smooth_take(source, smoothing, face_model)
+    channels = bake_channels.track_channels(
+        source,
+        track,
+        start_frame=start_frame,
+        frame_origin=frame_origin,
+        missing=missing,
+        key_camera=key_camera,
+        lens_mm=lens_mm,
+    )
+    neutral = bake_channels.identity_vertices(face_model, channels.identity)
+    offsets = bake_channels.expression_offsets(face_model, channels.expression_scale)
+
+    undo = _Undo(scene)
+    take_animation = animation.TakeAnimation(action_name(name, track))
+    try:
+        obj = target
+        if obj is None:
+            obj_name = face_object_name(name, track)
+            data = mesh.build_face_mesh(obj_name, face_model, neutral)
+            undo.created(data)
+            obj = bpy.data.objects.new(obj_name, data)
+            undo.created(obj)
+            scene.collection.objects.link(obj)
+        else:
+            undo.keep_shapes(obj)
+        mesh.set_face_shapes(obj, neutral, offsets)
+
+        camera = _stored_camera(obj) or bpy.data.objects.get(f"{name}.camera")
+        camera_name = camera.name if camera is not None else f"{name}.camera"
+        camera, created = scene_mod.ensure_camera(scene, camera_name, take.image_size, lens_mm)
+        if created:
+            undo.created(camera.data)
+            undo.created(camera)
+
+        _key_transforms(take_animation, obj, camera, channels)
+        _key_expressions(take_animation, obj, channels)
+
+        last = int(np.ceil(channels.frames.max())) if len(channels.frames) else start_frame
+        scene_mod.set_timing(scene, source.fps, start_frame, max(last, start_frame))
+        if footage:
+            clip_count = len(bpy.data.movieclips)
+            clip = scene_mod.attach_footage(scene, camera, footage, start_frame, frame_origin)
+            if len(bpy.data.movieclips) > clip_count:
+                undo.created(clip)
+
+        _store_bake_settings(
+            obj, camera, channels, smoothing,
+            take_path=take_path, start_frame=start_frame, missing=missing,
+            key_camera=key_camera, footage=footage,
+        )
+        take_animation.commit()
+    except BaseException:
+        take_animation.discard()
+        undo.rollback()
+        raise
+    return obj
+
+
+def bake_tracks(scene, take, *, face_model, **options) -> list:
+    """Bake every track of ``take`` with at least one tracked frame; the new face objects.
+
+    ``options`` are those of :func:`bake_take` (except ``track``/``target``).
+    All or nothing: if one track fails, the objects of the others are removed.
+    """
+    if len(take) == 0:
+        raise CaptureError("The take is empty (no frames); capture the footage again.")
+    tracks = [t for t in take.track_ids() if take.valid[take.track == t].any()]
+    if not tracks:
+        raise CaptureError(
+            "The take has no frame with a face; capture footage where the face is visible."
+        )
+    with removed_on_error(scene):
+        return [
+            bake_take(scene, take, face_model=face_model, track=track, **options)
+            for track in tracks
+        ]
+
+
+def _stored_camera(obj):
+    if obj is None or not properties.is_registered():
+        return None
+    camera = obj.ddfa_capture.camera
+    return camera if camera is not None and camera.name in bpy.data.objects else None
+
+
+def _key_transforms(take_animation, obj, camera, channels) -> None:
+    frames = channels.frames
+    obj.rotation_mode = "QUATERNION"
+    camera_animated = camera.animation_data is not None and (
+        camera.animation_data.action is not None
+        and animation.TAKE_PROPERTY in camera.animation_data.action
+    )
+    if channels.key_camera:
+        obj.location = (0.0, 0.0, 0.0)
+        obj.rotation_quaternion = (1.0, 0.0, 0.0, 0.0)
+        obj.scale = (1.0, 1.0, 1.0)
+        take_animation.channels(obj)  # an empty slot: the head's old keys go
+        keyed, keyed_scale = camera, None
+    else:
+        keyed, keyed_scale = obj, channels.scale
+        if camera_animated:
+            take_animation.channels(camera)  # an empty slot: the camera's old keys go
+    target = take_animation.channels(keyed)
+    for index in range(4):
+        animation.key_channel(
+            target, "rotation_quaternion", index, frames, channels.rotation[:, index], TRANSFORM_GROUP
+        )
+    for index in range(3):
+        animation.key_channel(
+            target, "location", index, frames, channels.location[:, index], TRANSFORM_GROUP
+        )
+    if keyed_scale is not None:
+        for index in range(3):
+            animation.key_channel(target, "scale", index, frames, keyed_scale, TRANSFORM_GROUP)
+
+
+def _key_expressions(take_animation, obj, channels) -> None:
+    shape_keys = obj.data.shape_keys
+    target = take_animation.channels(shape_keys)
+    for index in range(channels.expression_values.shape[1]):
+        path = f'key_blocks["{mesh.expression_key_name(index)}"].value'
+        animation.key_channel(
+            target, path, 0, channels.frames, channels.expression_values[:, index], SHAPE_GROUP
+        )
+
+
+def _store_bake_settings(obj, camera, channels, smoothing, **options) -> None:
+    obj[EXPRESSION_SCALE_PROPERTY] = [float(v) for v in channels.expression_scale]
+    obj[IDENTITY_PROPERTY] = [float(v) for v in channels.identity]
+    obj[DISTANCE_PROPERTY] = float(channels.distance)
+    if not properties.is_registered():
+        return
+    stored = obj.ddfa_capture
+    stored.is_capture = True
+    stored.track = channels.track
+    stored.take_path = options["take_path"] or ""
+    stored.start_frame = options["start_frame"]
+    stored.missing = options["missing"]
+    stored.key_camera = options["key_camera"]
+    stored.footage = options["footage"] or ""
+    stored.camera = camera
+    properties.write_smoothing(stored.smoothing, smoothing)
+
+
+_SCENE_SETTINGS = (
+    ("render", "fps"), ("render", "fps_base"), ("render", "resolution_x"),
+    ("render", "resolution_y"), (None, "frame_start"), (None, "frame_end"),
+    (None, "frame_current"), (None, "camera"), (None, "active_clip"),
+)
+
+
+def scene_settings(scene) -> list:
+    """The scene settings a bake changes (timing, resolution, camera, clip), to restore later."""
+    return [getattr(scene.render if owner else scene, name) for owner, name in _SCENE_SETTINGS]
+
+
+def restore_scene_settings(scene, values) -> None:
+    for (owner, name), value in zip(_SCENE_SETTINGS, values):
+        setattr(scene.render if owner else scene, name, value)
+
+
+@contextlib.contextmanager
+def removed_on_error(scene):
+    """If the block raises: remove the objects, meshes, cameras, actions and clips it
+    created and put the scene's timing, resolution, camera and clip back."""
+    collections = (
+        bpy.data.objects, bpy.data.meshes, bpy.data.cameras, bpy.data.actions, bpy.data.movieclips,
+    )
+    before = {id_data.as_pointer() for collection in collections for id_data in collection}
+    settings = scene_settings(scene)
+    try:
+        yield
+    except BaseException:
+        for collection in collections:
+            for id_data in [i for i in collection if i.as_pointer() not in before]:
+                collection.remove(id_data)
+        restore_scene_settings(scene, settings)
+        raise
+
+
+class _Undo:
+    """What a bake created or changed, to put the scene back if it fails half-way."""
+
+    def __init__(self, scene):
+        self.scene = scene
+        self.ids = []
+        self.shapes = None
+        self.settings = scene_settings(scene)
+
+    def created(self, id_data) -> None:
+        self.ids.append(id_data)
+
+    def keep_shapes(self, obj) -> None:
+        """Remember the face object's vertex and key positions before they are overwritten."""
+        data = obj.data
+        blocks = data.shape_keys.key_blocks if data.shape_keys else []
+        saved = {}
+        for block in blocks:
+            coords = np.empty(3 * len(block.data), dtype=np.float32)
+            block.data.foreach_get("co", coords)
+            saved[block.name] = (coords, block.slider_min, block.slider_max)
+        coords = np.empty(3 * len(data.vertices), dtype=np.float32)
+        data.vertices.foreach_get("co", coords)
+        self.shapes = (obj, coords, saved)
+
+    def rollback(self) -> None:
+        for id_data in reversed(self.ids):
+            collection = {
+                bpy.types.Object: bpy.data.objects,
+                bpy.types.Mesh: bpy.data.meshes,
+                bpy.types.Camera: bpy.data.cameras,
+                bpy.types.MovieClip: bpy.data.movieclips,
+            }[type(id_data)]
+            collection.remove(id_data)
+        if self.shapes is not None:
+            obj, coords, saved = self.shapes
+            obj.data.vertices.foreach_set("co", coords)
+            blocks = obj.data.shape_keys.key_blocks if obj.data.shape_keys else []
+            for block in list(blocks):
+                if block.name not in saved:
+                    obj.shape_key_remove(block)
+            for block in obj.data.shape_keys.key_blocks if obj.data.shape_keys else []:
+                block_coords, block.slider_min, block.slider_max = saved[block.name]
+                block.data.foreach_set("co", block_coords)
+            obj.data.update()
+        restore_scene_settings(self.scene, self.settings)

@@ -1,0 +1,110 @@
+"""Headless bake: a take to a ``.blend`` file, in the current ``bpy`` session.
+
+Used by ``scripts/capture.py --output`` both inside ``blender -b`` and with the
+``bpy`` module. The session is reset to an empty factory scene, every face
+track of the take is baked (:func:`.bake.bake_take`), and the file is saved
+(:func:`save_blend`): a failed run never leaves a partial ``.blend`` (nor a
+``.blend1`` backup) behind.
+"""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+
+from ..core.errors import CaptureError
+from . import bake, properties
+
+
+def load_face_model(models_dir=None):
+    """The prepared face model of ``models_dir`` (None: the default models folder)."""
+    from ..core.engine import CaptureOptions, load_face_model as load, models_folder
+
+    return load(models_folder(CaptureOptions(models_dir=models_dir)))
+
+
+def check_writable(output_path: str) -> None:
+    """Raise ``CaptureError`` unless a file can be created at ``output_path``."""
+    folder = os.path.dirname(os.path.abspath(output_path))
+    if os.path.isdir(output_path):
+        raise CaptureError(f"Cannot write {output_path}: it is a folder; give a .blend file name.")
+    if not os.path.isdir(folder):
+        raise CaptureError(
+            f"Cannot write {output_path}: folder {folder} does not exist; create it first."
+        )
+    if not os.access(folder, os.W_OK):
+        raise CaptureError(
+            f"Cannot write {output_path}: folder {folder} is not writable; choose another output."
+        )
+
+
+def write_blend(
+    take,
+    output_path,
+    *,
+    models_dir=None,
+    smoothing=None,
+    start_frame=1,
+    key_camera=False,
+    missing="hold",
+    footage=None,
+    take_path=None,
+) -> None:
+    """Bake ``take`` into a fresh scene and save it as ``output_path``.
+
+    ``smoothing``: a ``SmoothingSettings`` (None: the take as captured),
+    stored on each face object for Re-smooth. ``footage``: the clip or image
+    folder shown behind the camera (None: none). ``take_path``: the take file,
+    stored on the objects so they can be baked again from it. Every track
+    with at least one tracked frame gets a face object. Raises
+    ``CaptureError`` (nothing written) for an empty or unusable take, missing
+    models or an output that cannot be written.
+    """
+    output_path = os.path.abspath(os.fspath(output_path))
+    check_writable(output_path)
+    if len(take) == 0:
+        raise CaptureError("The take is empty (no frames); capture the footage again.")
+    face_model = load_face_model(models_dir)
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    registered_here = not properties.is_registered()
+    if registered_here:
+        properties.register()
+    try:
+        bake.bake_tracks(
+            bpy.context.scene,
+            take,
+            face_model=face_model,
+            smoothing=smoothing,
+            start_frame=start_frame,
+            key_camera=key_camera,
+            missing=missing,
+            footage=footage,
+            take_path=os.path.abspath(take_path) if take_path else None,
+        )
+        save_blend(output_path)
+    finally:
+        if registered_here:
+            properties.unregister()
+
+
+def save_blend(output_path: str) -> None:
+    """Save the session's data as ``output_path``.
+
+    Blender writes ``<output>@`` and renames it over the output, so a failed
+    save never leaves a partial file; backups (``.blend1``) are turned off for
+    the call, so overwriting leaves no extra file either.
+    """
+    check_writable(output_path)
+    filepaths = bpy.context.preferences.filepaths
+    backups = filepaths.save_version
+    filepaths.save_version = 0
+    try:
+        bpy.ops.wm.save_as_mainfile(filepath=output_path, copy=True, check_existing=False)
+    except RuntimeError as err:
+        raise CaptureError(f"Cannot write {output_path} ({err}); choose another output.") from err
+    finally:
+        filepaths.save_version = backups
+        if os.path.exists(output_path + "@"):
+            os.unlink(output_path + "@")

@@ -1,0 +1,358 @@
+"""Operators: Capture (footage to an animated face), Re-smooth, Prepare Models.
+
+Capture and Prepare Models are modal: the pure work (decoding, tracking, the
+network, saving the take; or building the models folder) runs on a worker
+thread, a window-manager timer drains its progress on the main thread, Esc
+cancels, and only the main thread touches ``bpy`` (the bake, at the end). In
+background mode (no window) ``execute`` runs the same steps synchronously.
+A cancelled or failed capture removes its take file and leaves the scene as it
+was. Heavy modules are imported inside the operators, so enabling the add-on
+stays instant. No ``from __future__ import annotations``: Blender reads the
+property annotations as objects.
+"""
+
+import contextlib
+import os
+import tempfile
+
+import bpy
+from bpy.props import BoolProperty
+
+from ..core.errors import CaptureCancelled, CaptureError
+from . import bake, preferences, progress, properties
+
+TIMER_STEP_S = 0.1
+TAKES_SUBFOLDER = "takes"
+
+
+class _WorkerOperator:
+    """Runs ``work`` from :meth:`begin` on a worker thread (modal) or inline (background).
+
+    Subclasses define ``label``, ``begin(context) -> work``,
+    ``complete(context, result) -> set`` and ``abandon(context)`` (clean-up
+    after a cancel or an error).
+    """
+
+    label = "Working"
+    cancellable = True  # Esc stops the work (it checks should_stop)
+    _job = None
+    _timer = None
+    _stack = None
+    _bar = None
+
+    def abandon(self, context) -> None:
+        pass
+
+    def invoke(self, context, event):
+        if bpy.app.background or context.window is None:
+            return self.execute(context)
+        try:
+            work = self.begin(context)
+        except CaptureError as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        wm = context.window_manager
+        self._stack = contextlib.ExitStack()
+        self._bar = self._stack.enter_context(progress.progress_bar(wm, self.label, self.cancellable))
+        self._job = progress.WorkerJob(work, (CaptureCancelled,)).start()
+        self._timer = wm.event_timer_add(TIMER_STEP_S, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type == "ESC" and event.value == "PRESS" and self.cancellable:
+            self._job.cancel()
+            self._bar.update(message="Cancelling")
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER" or event.timer is not self._timer:
+            return {"PASS_THROUGH"}
+        for job_event in self._job.poll():
+            if job_event.kind == "progress":
+                self._bar.update(job_event.done, job_event.total, job_event.message)
+            else:
+                return self._end(context, job_event)
+        _redraw_sidebars(context)
+        return {"PASS_THROUGH"}
+
+    def cancel(self, context):
+        """Blender ends the operator (e.g. a file is loaded): stop the worker, clean up."""
+        if self._job is not None:
+            self._job.cancel()
+            self._job.join()
+            self._stop_modal(context)
+            self.abandon(context)
+
+    def execute(self, context):
+        try:
+            work = self.begin(context)
+            with progress.progress_bar(context.window_manager, self.label) as bar:
+                result = progress.run_inline(work, bar.update)
+            return self.complete(context, result)
+        except CaptureError as err:
+            self.abandon(context)
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        except BaseException:
+            self.abandon(context)
+            raise
+
+    def _stop_modal(self, context) -> None:
+        context.window_manager.event_timer_remove(self._timer)
+        self._stack.close()
+        self._job = self._timer = self._stack = self._bar = None
+        _redraw_sidebars(context)
+
+    def _end(self, context, job_event):
+        self._job.join()
+        self._stop_modal(context)
+        if job_event.kind == "done":
+            try:
+                return self.complete(context, job_event.result)
+            except CaptureError as err:
+                self.abandon(context)
+                self.report({"ERROR"}, str(err))
+                return {"CANCELLED"}
+        self.abandon(context)
+        if job_event.kind == "cancelled":
+            self.report({"INFO"}, f"{self.label} cancelled")
+            return {"CANCELLED"}
+        if isinstance(job_event.error, CaptureError):
+            self.report({"ERROR"}, str(job_event.error))
+            return {"CANCELLED"}
+        raise job_event.error  # a bug: let Blender print the traceback
+
+
+def _redraw_sidebars(context) -> None:
+    screen = context.screen
+    for area in screen.areas if screen is not None else ():
+        if area.type == "VIEW_3D":
+            area.tag_redraw()
+
+
+def capture_source(settings) -> str:
+    """The absolute path of the footage chosen in the panel; CaptureError if it is missing."""
+    if settings.source_kind == "FILE":
+        path = bpy.path.abspath(settings.source_file)
+        if not settings.source_file or not os.path.isfile(path):
+            raise CaptureError("Choose a video file to capture (Face Capture > Source).")
+    else:
+        path = bpy.path.abspath(settings.source_folder)
+        if not settings.source_folder or not os.path.isdir(path):
+            raise CaptureError("Choose a folder of images to capture (Face Capture > Source).")
+    return os.path.normpath(path)
+
+
+def take_folder(settings) -> str:
+    """Where new take files go: the panel's folder, else ``//takes`` next to a saved .blend,
+    else the extension's user folder, else the system's temporary folder."""
+    if settings.take_folder:
+        folder = bpy.path.abspath(settings.take_folder)
+    elif bpy.data.filepath:
+        folder = bpy.path.abspath("//" + TAKES_SUBFOLDER)
+    elif preferences.is_extension():
+        folder = bpy.utils.extension_path_user(preferences.ADDON_PACKAGE, path=TAKES_SUBFOLDER)
+    else:
+        folder = os.path.join(tempfile.gettempdir(), "ddfa_takes")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise CaptureError(
+            f"Cannot create the take folder {folder} ({err.strerror}); choose another Take Folder."
+        ) from err
+    return folder
+
+
+def unique_take_path(folder: str, stem: str) -> str:
+    """``folder/stem.npz``, or ``stem_2.npz``, ... if taken (a take file is never overwritten)."""
+    path, number = os.path.join(folder, f"{stem}.npz"), 1
+    while os.path.exists(path):
+        number += 1
+        path = os.path.join(folder, f"{stem}_{number}.npz")
+    return path
+
+
+def prepared_models_dir(context) -> str:
+    """The models folder, if its models are prepared; else CaptureError naming the button."""
+    folder = preferences.models_dir(context)
+    missing = preferences.missing_models(folder)
+    if missing:
+        raise CaptureError(
+            f"Models not prepared in {folder} (missing {', '.join(missing)}): "
+            "press Prepare Models in the add-on preferences."
+        )
+    return folder
+
+
+def captured_object(context):
+    """The active object if it is a baked face, else None."""
+    obj = context.active_object
+    if obj is None or not properties.is_registered() or not obj.ddfa_capture.is_capture:
+        return None
+    return obj
+
+
+class DDFA_OT_capture(_WorkerOperator, bpy.types.Operator):
+    """Track the face in the footage and bake it as an animated face mesh (Esc cancels)"""
+
+    bl_idname = "ddfa.capture"
+    bl_label = "Capture"
+    bl_options = {"REGISTER", "UNDO"}
+    label = "Capture"
+
+    replace_active: BoolProperty(
+        name="Replace Active",
+        description="Bake into the active face object, replacing its shapes and animation",
+        default=False, options={"SKIP_SAVE"},
+    )
+
+    _take_path = None
+
+    @classmethod
+    def poll(cls, context):
+        state = getattr(context.window_manager, "ddfa_job", None)
+        return context.scene is not None and not (state is not None and state.running)
+
+    def begin(self, context):
+        from ..core.engine import CaptureOptions
+
+        settings = context.scene.ddfa_capture
+        source = capture_source(settings)
+        folder = prepared_models_dir(context)
+        if self.replace_active and captured_object(context) is None:
+            raise CaptureError("Select a captured face to replace, or capture a new one.")
+        options = CaptureOptions(
+            model=settings.model,
+            models_dir=folder,
+            threads=preferences.threads(context),
+            max_faces=settings.max_faces,
+            fps=settings.sequence_fps if settings.source_kind == "SEQUENCE" else None,
+        )
+        stem = os.path.splitext(os.path.basename(source))[0] or "take"
+        take_path = unique_take_path(take_folder(settings), stem)
+        self._take_path = take_path
+        return _capture_work(source, options, take_path)
+
+    def complete(self, context, result):
+        take, face_model = result
+        settings = context.scene.ddfa_capture
+        options = dict(
+            face_model=face_model,
+            smoothing=properties.read_smoothing(settings.smoothing),
+            start_frame=settings.start_frame,
+            key_camera=settings.key_camera,
+            missing=settings.missing,
+            footage=take.source if settings.use_footage else None,
+            take_path=self._take_path,
+        )
+        target = captured_object(context) if self.replace_active else None
+        if target is not None:
+            track = target.ddfa_capture.track
+            track = track if track in take.track_ids() else take.track_ids()[0]
+            objects = [bake.bake_take(context.scene, take, track=track, target=target, **options)]
+        else:
+            objects = bake.bake_tracks(context.scene, take, **options)
+        _select_only(context, objects)
+        frames = len(take.frames())
+        self.report({"INFO"}, f"Captured {frames} frames into {', '.join(o.name for o in objects)}")
+        return {"FINISHED"}
+
+    def abandon(self, context):
+        if self._take_path and os.path.exists(self._take_path):
+            os.unlink(self._take_path)
+
+
+def _capture_work(source, options, take_path):
+    """The worker's job: capture, save the take, load the face model (pure, no bpy)."""
+
+    def work(report, should_stop):
+        from ..core.engine import capture, load_face_model
+
+        take = capture(source, options, progress=report, should_stop=should_stop)
+        take.save(take_path)
+        return take, load_face_model(options.models_dir)
+
+    return work
+
+
+def _select_only(context, objects) -> None:
+    view_layer = context.view_layer
+    for obj in view_layer.objects:
+        obj.select_set(obj in objects)
+    if objects:
+        view_layer.objects.active = objects[0]
+
+
+class DDFA_OT_resmooth(bpy.types.Operator):
+    """Bake the active face again from its take file with its smoothing settings (no new capture)"""
+
+    bl_idname = "ddfa.resmooth"
+    bl_label = "Re-smooth"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return captured_object(context) is not None
+
+    def execute(self, context):
+        from ..core.engine import load_face_model
+        from ..core.take import Take
+
+        obj = captured_object(context)
+        stored = obj.ddfa_capture
+        take_path = bpy.path.abspath(stored.take_path) if stored.take_path else ""
+        try:
+            if not os.path.isfile(take_path):
+                raise CaptureError(
+                    f"Take file of {obj.name} not found ({take_path or 'none stored'}): "
+                    "set its Take path or capture again."
+                )
+            take = Take.load(take_path)
+            bake.bake_take(
+                context.scene,
+                take,
+                face_model=load_face_model(prepared_models_dir(context)),
+                track=stored.track,
+                target=obj,
+                smoothing=properties.read_smoothing(stored.smoothing),
+                start_frame=stored.start_frame,
+                key_camera=stored.key_camera,
+                missing=stored.missing,
+                footage=bpy.path.abspath(stored.footage) if stored.footage else None,
+                take_path=stored.take_path,
+            )
+        except CaptureError as err:
+            self.report({"ERROR"}, str(err))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Re-smoothed {obj.name}")
+        return {"FINISHED"}
+
+
+class DDFA_OT_prepare_models(_WorkerOperator, bpy.types.Operator):
+    """Download and convert the 3DDFA-V2 network and the face model into the models folder"""
+
+    bl_idname = "ddfa.prepare_models"
+    bl_label = "Prepare Models"
+    bl_options = {"REGISTER"}
+    label = "Prepare models"
+    cancellable = False  # model setup runs to the end (it leaves no partial files)
+
+    def begin(self, context):
+        folder = preferences.models_dir(context)
+
+        def work(report, should_stop):
+            from ..core import model_setup
+
+            return model_setup.prepare_models(
+                folder,
+                assets_dir=model_setup.find_assets_dir(),
+                progress=lambda line: report(message=line),
+            )
+
+        return work
+
+    def complete(self, context, result):
+        self.report({"INFO"}, f"Models ready: {', '.join(sorted(result))}")
+        return {"FINISHED"}
+
+
+CLASSES = (DDFA_OT_capture, DDFA_OT_resmooth, DDFA_OT_prepare_models)
