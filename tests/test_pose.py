@@ -96,7 +96,33 @@ def test_head_pose_frontal_face_in_the_centre():
     scale_px = 4e-4 * 3
     focal = pose.focal_length_px(image_size)
     np.testing.assert_allclose(head.scale_px, [scale_px])
-    np.testing.assert_allclose(head.location[0], [0, focal / scale_px * 1e-6, 0], atol=1e-9)
+    centroid_depth = pose.FACE_CENTROID_UM[2]  # the origin lies behind the face's centroid
+    np.testing.assert_allclose(head.location[0], [0, (focal / scale_px + centroid_depth) * 1e-6, 0], atol=1e-9)
+
+
+def test_pinhole_camera_reproduces_the_weak_perspective_around_the_face(models_dir):
+    """Projecting the posed mean face with Blender's pinhole camera lands on the landmarks."""
+    from ddfa_blender.core.engine import load_face_model
+    from ddfa_blender.core.reconstruct import landmarks_image
+
+    face = load_face_model(models_dir)
+    np.testing.assert_allclose(face.mean.mean(axis=0), pose.FACE_CENTROID_UM, atol=1.0)
+    image_size = (1280, 720)
+    roi = np.array([[500.0, 150.0, 800.0, 450.0]])
+    param = frontal_param(4e-4, (60.0, 58.0), yaw=0.4)[None]
+    param[0, 12:] = 0.0
+    head = pose.head_pose_blender(param, roi, image_size)
+    rotation = pose.quaternion_to_matrix(head.rotation[0])
+    points = face.landmarks(np.zeros((1, 40)), np.zeros((1, 10)))[0] @ pose.BLENDER_FROM_BFM.T * 1e-6
+    world = points @ rotation.T + head.location[0]
+    focal = pose.focal_length_px(image_size)
+    centre = (np.array(image_size) - 1) / 2
+    u = centre[0] + focal * world[:, 0] / world[:, 1]
+    v = centre[1] - focal * world[:, 2] / world[:, 1]
+    expected = landmarks_image(face, param, roi)[0, :, :2]
+    error = np.linalg.norm(np.stack([u, v], -1) - expected, axis=-1)
+    size = np.ptp(expected[:, 0])
+    assert error.mean() < 0.02 * size  # perspective vs orthographic: small, not the 7% of the origin
 
 
 def test_head_pose_yaw_and_offset_directions():
