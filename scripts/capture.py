@@ -78,6 +78,8 @@ def parse_args(argv):
     parser.add_argument("--key-camera", action="store_true", help="animate the camera instead of the head")
     parser.add_argument("--missing", choices=["hold", "gap"], default="hold",
                         help="frames without a face: hold the last pose or leave a gap")
+    parser.add_argument("--lean-keys", action="store_true",
+                        help="bake only the keys needed within 0.1 deg / 0.5 mm / 0.005 of every frame")
     parser.add_argument("--quiet", action="store_true", help="no progress output")
     args = parser.parse_args(argv)
     if not args.input and not args.take:
@@ -140,12 +142,14 @@ def process_clip(args, input_path, take_path, preview_path, output_path) -> None
     if output_path:
         from ddfa_blender.blender.headless import write_blend
 
-        write_blend(take, output_path, models_dir=args.models, smoothing=smoothing_settings(args),
+        summary = write_blend(take, output_path, models_dir=args.models, smoothing=smoothing_settings(args),
                     start_frame=args.start_frame, key_camera=args.key_camera, missing=args.missing,
+                    lean_keys=args.lean_keys,
                     footage=take.source if os.path.exists(take.source) else None,
                     take_path=os.path.abspath(take_path) if take_path else None)
         if not args.quiet:
-            print(f"wrote {output_path}")
+            faces = ", ".join(f"{name} ({keys} keys for {samples} frames x channels)" for name, samples, keys in summary)
+            print(f"wrote {output_path}: {faces}")
 
 
 def clip_jobs(args):

@@ -301,3 +301,34 @@ def test_missing_models_name_the_fix(tmp_path):
     with pytest.raises(CaptureError, match="fetch_models"):
         headless.write_blend(synthetic_take(n=5), tmp_path / "x.blend", models_dir=tmp_path)
     assert not (tmp_path / "x.blend").exists()
+
+
+def test_lean_keys_stay_within_tolerance_at_every_frame(tmp_path, synthetic_models):
+    """Reduced Bezier keys, evaluated by Blender itself, follow the per-frame bake."""
+    take = synthetic_take(n=120, fps=30.0)
+    summary = headless.write_blend(take, tmp_path / "full.blend", models_dir=synthetic_models)
+    assert summary[0][1] == summary[0][2]  # without lean keys: a key per sample
+    full = {}
+    open_blend(tmp_path / "full.blend")
+    face = bpy.data.objects[summary[0][0]]
+    for owner in (face, face.data.shape_keys):
+        for fcurve in animation.animation_channels(owner).fcurves:
+            full[(owner.name, fcurve.data_path, fcurve.array_index)] = animation.fcurve_values(fcurve)
+
+    lean = headless.write_blend(take, tmp_path / "lean.blend", models_dir=synthetic_models, lean_keys=True)
+    name, samples, kept = lean[0]
+    assert samples == summary[0][1] and kept < samples / 2
+    open_blend(tmp_path / "lean.blend")
+    face = bpy.data.objects[name]
+    assert list(face[bake.KEY_COUNTS_PROPERTY]) == [samples, kept]
+    tolerance = {"rotation_quaternion": bake.KEY_TOLERANCES["rotation_quaternion"],
+                 "location": bake.KEY_TOLERANCES["location"], "scale": bake.KEY_TOLERANCES["scale"]}
+    checked = 0
+    for owner in (face, face.data.shape_keys):
+        for fcurve in animation.animation_channels(owner).fcurves:
+            frames, values = full[(owner.name, fcurve.data_path, fcurve.array_index)]
+            limit = tolerance.get(fcurve.data_path, bake.KEY_TOLERANCES["shape_key"])
+            evaluated = np.array([fcurve.evaluate(f) for f in frames])
+            assert np.abs(evaluated - values).max() <= limit * 1.01 + 1e-6, fcurve.data_path
+            checked += 1
+    assert checked == 20  # 4 rotation + 3 location + 3 scale + 10 expression

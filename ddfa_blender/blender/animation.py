@@ -10,7 +10,10 @@ extra ones named ``<take>.<data-block type>``.
 
 Keys are written with ``keyframe_points.add`` and ``foreach_set`` (never one
 ``keyframe_insert`` per key) and use linear interpolation: with a key on every
-frame, linear curves are the captured samples, without overshoot.
+frame, linear curves are the captured samples, without overshoot. With a
+tolerance, a channel is reduced first (:mod:`..core.keyreduce`): the fewest
+Bezier keys, with free handles, whose curve stays within the tolerance of
+every sample.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ import bpy
 import numpy as np
 
 TAKE_PROPERTY = "ddfa_take"  # marks actions written by the bake (value: the take name)
-_LINEAR = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
+_KEYFRAME = bpy.types.Keyframe.bl_rna.properties
+_LINEAR = _KEYFRAME["interpolation"].enum_items["LINEAR"].value
+_BEZIER = _KEYFRAME["interpolation"].enum_items["BEZIER"].value
+_FREE = _KEYFRAME["handle_left_type"].enum_items["FREE"].value
 
 
 def is_layered(action) -> bool:
@@ -102,20 +108,37 @@ def _ensure_channelbag(action, slot):
     return action_ensure_channelbag_for_slot(action, slot)
 
 
-def key_channel(channels, data_path: str, index: int, frames, values, group: str = ""):
-    """Write a new F-curve: keys at ``frames`` (K,) with ``values`` (K,), linear, in bulk."""
-    frames = np.asarray(frames, dtype=np.float32)
-    coords = np.empty((len(frames), 2), dtype=np.float32)
-    coords[:, 0] = frames
-    coords[:, 1] = values
+def key_channel(channels, data_path: str, index: int, frames, values, group: str = "",
+                tolerance: float | None = None):
+    """Write a new F-curve in bulk from samples at ``frames`` (K,) with ``values`` (K,).
+
+    Without ``tolerance`` every sample becomes a linear key. With one (in the
+    channel's units), only the keys needed to stay within it are written, as
+    Bezier keys with free handles.
+    """
+    frames = np.asarray(frames, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
     if is_layered_container(channels):
         fcurve = channels.fcurves.new(data_path, index=index, group_name=group)
     else:
         fcurve = channels.fcurves.new(data_path, index=index, action_group=group)
     points = fcurve.keyframe_points
-    points.add(len(frames))
-    points.foreach_set("co", coords.ravel())
-    points.foreach_set("interpolation", np.full(len(frames), _LINEAR, dtype=np.int32))
+    if tolerance is None or len(frames) < 3:
+        points.add(len(frames))
+        points.foreach_set("co", np.stack([frames, values], -1).astype(np.float32).ravel())
+        points.foreach_set("interpolation", np.full(len(frames), _LINEAR, dtype=np.int32))
+    else:
+        from ..core.keyreduce import reduce_keys
+
+        curve = reduce_keys(frames, values, tolerance)
+        count = len(curve)
+        points.add(count)
+        points.foreach_set("co", np.stack([curve.frames, curve.values], -1).astype(np.float32).ravel())
+        points.foreach_set("interpolation", np.full(count, _BEZIER, dtype=np.int32))
+        points.foreach_set("handle_left_type", np.full(count, _FREE, dtype=np.int32))
+        points.foreach_set("handle_right_type", np.full(count, _FREE, dtype=np.int32))
+        points.foreach_set("handle_left", curve.left_handles.astype(np.float32).ravel())
+        points.foreach_set("handle_right", curve.right_handles.astype(np.float32).ravel())
     fcurve.update()
     return fcurve
 

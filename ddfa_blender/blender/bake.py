@@ -52,6 +52,17 @@ def face_object_name(name: str, track: int) -> str:
     return f"{name}.face{track}"
 
 
+# Lean keys: how far a reduced curve may stray from the baked samples, per channel.
+# A quaternion component error e turns the head by at most about 4e radians.
+KEY_TOLERANCES = {
+    "rotation_quaternion": np.radians(0.1) / 4,  # 0.1 degree
+    "location": 0.0005,  # 0.5 mm
+    "scale": 0.001,  # 0.1 %
+    "shape_key": 0.005,  # of the slider's [-1, 1] range
+}
+KEY_COUNTS_PROPERTY = "ddfa_key_counts"  # [samples, keys] of the object's last bake
+
+
 def action_name(name: str, track: int) -> str:
     return name if track == 0 else face_object_name(name, track)
 
@@ -72,6 +83,7 @@ def bake_take(
     take_path: str | None = None,
     frame_origin: int | None = None,
     lens_mm: float = pose_mod.DEFAULT_LENS_MM,
+    lean_keys: bool = False,
 ):
     """Bake ``track`` of ``take`` into ``scene`` and return the face object.
 
@@ -81,6 +93,9 @@ def bake_take(
     the take first (None: the take as captured). ``footage``: video file or
     image folder shown behind the camera (None: none). ``take_path`` is
     stored on the object so the bake can be redone from it (Re-smooth).
+    ``lean_keys``: write only the keys needed to stay within ``KEY_TOLERANCES``
+    of the (smoothed) samples instead of a key on every frame; the key counts
+    before and after are stored on the object as ``ddfa_key_counts``.
     Raises ``CaptureError`` (scene unchanged) for a take that cannot be baked.
     """
     name = name or take_name(take, take_path)
@@ -129,8 +144,11 @@ def bake_take(
             undo.created(camera.data)
             undo.created(camera)
 
-        _key_transforms(take_animation, obj, camera, channels)
-        _key_expressions(take_animation, obj, channels)
+        tolerances = KEY_TOLERANCES if lean_keys else {}
+        counts = [0, 0]
+        _key_transforms(take_animation, obj, camera, channels, tolerances, counts)
+        _key_expressions(take_animation, obj, channels, tolerances, counts)
+        obj[KEY_COUNTS_PROPERTY] = counts
 
         last = int(np.ceil(channels.frames.max())) if len(channels.frames) else start_frame
         scene_mod.set_timing(scene, source.fps, start_frame, max(last, start_frame))
@@ -143,7 +161,7 @@ def bake_take(
         _store_bake_settings(
             obj, camera, channels, smoothing,
             take_path=take_path, start_frame=start_frame, missing=missing,
-            key_camera=key_camera, footage=footage,
+            key_camera=key_camera, footage=footage, lean_keys=lean_keys,
         )
         take_animation.commit()
     except BaseException:
@@ -180,7 +198,14 @@ def _stored_camera(obj):
     return camera if camera is not None and camera.name in bpy.data.objects else None
 
 
-def _key_transforms(take_animation, obj, camera, channels) -> None:
+def _key(target, data_path, index, frames, values, group, tolerance, counts):
+    """Key one channel; ``counts`` ([samples, keys]) accumulates the sizes before and after."""
+    fcurve = animation.key_channel(target, data_path, index, frames, values, group, tolerance)
+    counts[0] += len(frames)
+    counts[1] += len(fcurve.keyframe_points)
+
+
+def _key_transforms(take_animation, obj, camera, channels, tolerances, counts) -> None:
     frames = channels.frames
     obj.rotation_mode = "QUATERNION"
     camera_animated = camera.animation_data is not None and (
@@ -199,26 +224,23 @@ def _key_transforms(take_animation, obj, camera, channels) -> None:
             take_animation.channels(camera)  # an empty slot: the camera's old keys go
     target = take_animation.channels(keyed)
     for index in range(4):
-        animation.key_channel(
-            target, "rotation_quaternion", index, frames, channels.rotation[:, index], TRANSFORM_GROUP
-        )
+        _key(target, "rotation_quaternion", index, frames, channels.rotation[:, index], TRANSFORM_GROUP,
+             tolerances.get("rotation_quaternion"), counts)
     for index in range(3):
-        animation.key_channel(
-            target, "location", index, frames, channels.location[:, index], TRANSFORM_GROUP
-        )
+        _key(target, "location", index, frames, channels.location[:, index], TRANSFORM_GROUP,
+             tolerances.get("location"), counts)
     if keyed_scale is not None:
         for index in range(3):
-            animation.key_channel(target, "scale", index, frames, keyed_scale, TRANSFORM_GROUP)
+            _key(target, "scale", index, frames, keyed_scale, TRANSFORM_GROUP, tolerances.get("scale"), counts)
 
 
-def _key_expressions(take_animation, obj, channels) -> None:
+def _key_expressions(take_animation, obj, channels, tolerances, counts) -> None:
     shape_keys = obj.data.shape_keys
     target = take_animation.channels(shape_keys)
     for index in range(channels.expression_values.shape[1]):
         path = f'key_blocks["{mesh.expression_key_name(index)}"].value'
-        animation.key_channel(
-            target, path, 0, channels.frames, channels.expression_values[:, index], SHAPE_GROUP
-        )
+        _key(target, path, 0, channels.frames, channels.expression_values[:, index], SHAPE_GROUP,
+             tolerances.get("shape_key"), counts)
 
 
 def _store_bake_settings(obj, camera, channels, smoothing, **options) -> None:
@@ -234,6 +256,7 @@ def _store_bake_settings(obj, camera, channels, smoothing, **options) -> None:
     stored.start_frame = options["start_frame"]
     stored.missing = options["missing"]
     stored.key_camera = options["key_camera"]
+    stored.lean_keys = options["lean_keys"]
     stored.footage = options["footage"] or ""
     stored.camera = camera
     properties.write_smoothing(stored.smoothing, smoothing)

@@ -50,14 +50,17 @@ def write_blend(
     missing="hold",
     footage=None,
     take_path=None,
-) -> None:
+    lean_keys=False,
+) -> list[tuple[str, int, int]]:
     """Bake ``take`` into a fresh scene and save it as ``output_path``.
 
     ``smoothing``: a ``SmoothingSettings`` (None: the take as captured),
     stored on each face object for Re-smooth. ``footage``: the clip or image
     folder shown behind the camera (None: none). ``take_path``: the take file,
-    stored on the objects so they can be baked again from it. Every track
-    with at least one tracked frame gets a face object. Raises
+    stored on the objects so they can be baked again from it. ``lean_keys``:
+    reduced Bezier keys instead of one per frame (see ``bake.bake_take``). Every track
+    with at least one tracked frame gets a face object. Returns, per face
+    object, ``(name, samples, keys)``: keys written and keys before reduction. Raises
     ``CaptureError`` (nothing written) for an empty or unusable take, missing
     models or an output that cannot be written.
     """
@@ -72,7 +75,7 @@ def write_blend(
     if registered_here:
         properties.register()
     try:
-        bake.bake_tracks(
+        objects = bake.bake_tracks(
             bpy.context.scene,
             take,
             face_model=face_model,
@@ -82,11 +85,14 @@ def write_blend(
             missing=missing,
             footage=footage,
             take_path=os.path.abspath(take_path) if take_path else None,
+            lean_keys=lean_keys,
         )
+        summary = [(obj.name, *obj[bake.KEY_COUNTS_PROPERTY]) for obj in objects]
         save_blend(output_path)
     finally:
         if registered_here:
             properties.unregister()
+    return summary
 
 
 def save_blend(output_path: str) -> None:

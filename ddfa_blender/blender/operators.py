@@ -241,6 +241,7 @@ class DDFA_OT_capture(_WorkerOperator, bpy.types.Operator):
             start_frame=settings.start_frame,
             key_camera=settings.key_camera,
             missing=settings.missing,
+            lean_keys=settings.lean_keys,
             footage=take.source if settings.use_footage else None,
             take_path=self._take_path,
         )
@@ -317,13 +318,15 @@ class DDFA_OT_resmooth(bpy.types.Operator):
                 start_frame=stored.start_frame,
                 key_camera=stored.key_camera,
                 missing=stored.missing,
+                lean_keys=stored.lean_keys,
                 footage=bpy.path.abspath(stored.footage) if stored.footage else None,
                 take_path=stored.take_path,
             )
         except CaptureError as err:
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Re-smoothed {obj.name}")
+        samples, keys = obj[bake.KEY_COUNTS_PROPERTY]
+        self.report({"INFO"}, f"Re-smoothed {obj.name}: {keys} keys for {samples} samples")
         return {"FINISHED"}
 
 

@@ -57,6 +57,7 @@ class DDFA_PT_capture(bpy.types.Panel):
         column.prop(settings, "start_frame")
         column.prop(settings, "missing")
         column.prop(settings, "key_camera")
+        column.prop(settings, "lean_keys")
         column.prop(settings, "use_footage")
         column.prop(settings, "take_folder")
 
@@ -110,6 +111,7 @@ class DDFA_PT_captured_face(bpy.types.Panel):
         layout.label(text=f"Track {stored.track}")
         _draw_smoothing(layout, stored.smoothing)
         layout.prop(stored, "missing")
+        layout.prop(stored, "lean_keys")
         row = layout.row()
         row.scale_y = 1.3
         row.operator(operators.DDFA_OT_resmooth.bl_idname, icon="FILE_REFRESH")

@@ -149,6 +149,12 @@ class DDFA_CaptureSettings(bpy.types.PropertyGroup):
         name="Animate Camera", description="Key the camera around a still head instead of the head",
         default=False,
     )
+    lean_keys: BoolProperty(
+        name="Lean Keys",
+        description="Bake only the keys needed to stay within a small tolerance of every frame "
+        "(0.1 degree, 0.5 mm, 0.005 of a shape key) instead of a key on every frame",
+        default=False,
+    )
     use_footage: BoolProperty(
         name="Footage as Background", description="Show the footage behind the capture camera",
         default=True,
@@ -169,6 +175,12 @@ class DDFA_CapturedObject(bpy.types.PropertyGroup):
     start_frame: IntProperty(name="Start Frame", default=1)
     missing: EnumProperty(name="Missing Frames", items=MISSING_ITEMS, default="hold")
     key_camera: BoolProperty(name="Animate Camera", default=False)
+    lean_keys: BoolProperty(
+        name="Lean Keys",
+        description="Bake only the keys needed to stay within a small tolerance of every frame "
+        "(0.1 degree, 0.5 mm, 0.005 of a shape key) instead of a key on every frame",
+        default=False,
+    )
     footage: StringProperty(name="Footage", subtype="FILE_PATH")
     camera: PointerProperty(name="Camera", type=bpy.types.Object)
     smoothing: PointerProperty(type=DDFA_SmoothingProperties)
