@@ -148,7 +148,8 @@ def process_clip(args, input_path, take_path, preview_path, output_path) -> None
                     footage=take.source if os.path.exists(take.source) else None,
                     take_path=os.path.abspath(take_path) if take_path else None)
         if not args.quiet:
-            faces = ", ".join(f"{name} ({keys} keys for {samples} frames x channels)" for name, samples, keys in summary)
+            faces = ", ".join(f"{name} ({keys} keys" + (f", reduced from {samples})" if keys < samples else ")")
+                              for name, samples, keys in summary)
             print(f"wrote {output_path}: {faces}")
 
 

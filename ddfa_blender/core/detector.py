@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import sys
 
 import numpy as np
 
@@ -25,12 +27,15 @@ class FaceDetector:
     """
 
     def __init__(self, min_score: float = 0.7):
-        os.environ.setdefault("GLOG_minloglevel", "2")
-        from mediapipe.python.solutions import face_detection
+        with native_stderr_silenced():  # MediaPipe's start-up chatter is not for users
+            from mediapipe.python.solutions import face_detection
 
-        self.min_score = min_score  # the graphs keep their own lower threshold: filter again here
-        self._short = face_detection.FaceDetection(model_selection=0, min_detection_confidence=min_score)
-        self._full = face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_score)
+            self.min_score = min_score  # the graphs keep their own lower threshold: filter again here
+            self._short = face_detection.FaceDetection(model_selection=0, min_detection_confidence=min_score)
+            self._full = face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_score)
+            blank = np.zeros((64, 64, 3), np.uint8)
+            self._short.process(blank)  # graphs initialise (and log) on their first image
+            self._full.process(blank)
 
     def close(self):
         self._short.close()
@@ -45,6 +50,26 @@ class FaceDetector:
         found = [d for d in found if d.score >= self.min_score]
         found.sort(key=lambda d: d.score, reverse=True)
         return found[:max_faces]
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Send the process's file descriptor 2 to /dev/null for the duration (Python's own
+    ``sys.stderr`` object stays; only native libraries' direct writes are dropped)."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. some embedded consoles)
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
 
 
 def _run(model, rgb) -> list[Detection]:

@@ -47,7 +47,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 
 import numpy as np
@@ -169,12 +169,13 @@ class Take:
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             raise CaptureError(f"Cannot write take {path}: folder {folder} does not exist.")
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.part")
         try:
-            fd, tmp = tempfile.mkstemp(suffix=".npz.part", dir=folder)
+            handle = open(tmp, "xb")  # permissions follow the umask, unlike mkstemp's 0600
         except OSError as err:
             raise CaptureError(f"Cannot write take {path}: {err.strerror}.") from err
         try:
-            with os.fdopen(fd, "wb") as handle:
+            with handle:
                 np.savez(handle, **arrays)
             os.replace(tmp, path)
         except BaseException:
