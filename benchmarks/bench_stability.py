@@ -39,16 +39,15 @@ import numpy as np  # noqa: E402
 from ddfa_blender.core import keyreduce, metrics  # noqa: E402
 from ddfa_blender.core.engine import CaptureOptions, capture, load_face_model  # noqa: E402
 from ddfa_blender.core.model_setup import default_models_dir  # noqa: E402
-from ddfa_blender.core.pose import head_pose_blender  # noqa: E402
-from ddfa_blender.core.reconstruct import landmarks_image  # noqa: E402
-from ddfa_blender.core.smoothing import (  # noqa: E402
-    PRESETS,
+from ddfa_blender.core.pose import (  # noqa: E402
     ImagePose,
     crop_param,
+    head_pose_blender,
     quaternion_exp,
     quaternion_multiply,
-    smooth_take,
 )
+from ddfa_blender.core.reconstruct import landmarks_image  # noqa: E402
+from ddfa_blender.core.smoothing import PRESETS, smooth_take  # noqa: E402
 from ddfa_blender.core.take import Take  # noqa: E402
 
 SHARED = os.environ.get("DDFA_SHARED", os.path.join(os.path.dirname(ROOT), "shared"))

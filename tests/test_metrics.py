@@ -5,7 +5,7 @@ import pytest
 
 from ddfa_blender.core import metrics
 from ddfa_blender.core.reconstruct import landmarks_image
-from ddfa_blender.core.smoothing import ImagePose, crop_param, quaternion_exp
+from ddfa_blender.core.pose import ImagePose, crop_param, quaternion_exp
 from ddfa_blender.core.take import Take
 from ddfa_blender.core.face_model import FaceModel
 

@@ -5,7 +5,7 @@ import pytest
 
 from ddfa_blender.core import metrics, one_euro
 from ddfa_blender.core.one_euro import LiveFilter, OneEuroFilter, QuaternionOneEuroFilter
-from ddfa_blender.core.smoothing import (
+from ddfa_blender.core.pose import (
     ImagePose,
     crop_param,
     image_pose,

@@ -9,16 +9,19 @@ from ddfa_blender.core import metrics, smoothing
 from ddfa_blender.core.errors import CaptureError
 from ddfa_blender.core.face_model import FaceModel
 from ddfa_blender.core.reconstruct import landmarks_image
-from ddfa_blender.core.smoothing import (
-    PRESETS,
+from ddfa_blender.core.pose import (
     ImagePose,
-    SmoothingSettings,
     crop_param,
     image_pose,
+    quaternion_conjugate,
     quaternion_exp,
     quaternion_log,
     quaternion_multiply,
-    quaternion_conjugate,
+    quaternion_to_matrix,
+)
+from ddfa_blender.core.smoothing import (
+    PRESETS,
+    SmoothingSettings,
     smooth_quaternions,
     smooth_series,
     smooth_take,
@@ -115,7 +118,7 @@ def test_image_pose_is_the_pose_of_the_landmarks(face):
     take = make_take(face, rotation, translation, scale, expression)
     pose = image_pose(take.param, take.roi)
     points = face.landmarks(np.zeros((5, 40)), expression)
-    matrix = smoothing.quaternion_to_matrix(pose.rotation) * pose.scale[:, None, None]
+    matrix = quaternion_to_matrix(pose.rotation) * pose.scale[:, None, None]
     expected = np.einsum("nij,nkj->nki", matrix, points) + pose.translation[:, None, :]
     expected[..., 1] *= -1.0
     np.testing.assert_allclose(take.lmk68, expected, atol=0.05)

@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from .smoothing import (
+from .pose import (
     image_pose,
     quaternion_conjugate,
     quaternion_exp,

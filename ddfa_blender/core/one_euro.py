@@ -25,7 +25,7 @@ import math
 
 import numpy as np
 
-from .smoothing import (
+from .pose import (
     ImagePose,
     crop_param,
     image_pose,
@@ -141,7 +141,7 @@ class QuaternionOneEuroFilter:
 class LiveFilter:
     """Filters one take row at a time: ``param`` (62,) in the crop of ``roi`` (4,) -> param.
 
-    The row is split into image-space channels (:func:`.smoothing.image_pose`),
+    The row is split into image-space channels (:func:`.pose.image_pose`),
     each group runs through its One-Euro filter and the result is written
     back for the same ROI, so the returned param goes with the row's own
     ``roi``. Identity coefficients pass through. A row without a face

@@ -134,6 +134,58 @@ def make_continuous(quaternions):
     return q
 
 
+def quaternion_multiply(a, b):
+    """Hamilton product ``a * b`` of (..., 4) quaternions (w, x, y, z)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    aw, ax, ay, az = np.moveaxis(a, -1, 0)
+    bw, bx, by, bz = np.moveaxis(b, -1, 0)
+    return np.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        axis=-1,
+    )
+
+
+def quaternion_conjugate(q):
+    """Inverse of unit quaternions (..., 4)."""
+    q = np.array(q, dtype=np.float64)
+    q[..., 1:] *= -1.0
+    return q
+
+
+def quaternion_log(q):
+    """Rotation vectors (..., 3), radians, of unit quaternions (..., 4); q and -q agree.
+
+    The shorter arc is taken, so the angle is at most pi.
+    """
+    q = np.asarray(q, dtype=np.float64)
+    q = np.where(q[..., :1] < 0, -q, q)
+    vector_norm = np.linalg.norm(q[..., 1:], axis=-1)
+    angle = 2.0 * np.arctan2(vector_norm, q[..., 0])
+    # angle / sin(angle / 2) -> 2 as the angle -> 0.
+    factor = np.where(vector_norm > 1e-12, angle / np.maximum(vector_norm, 1e-300), 2.0)
+    return q[..., 1:] * factor[..., None]
+
+
+def quaternion_exp(rotation_vector):
+    """Unit quaternions (..., 4) of rotation vectors (..., 3) in radians."""
+    v = np.asarray(rotation_vector, dtype=np.float64)
+    angle = np.linalg.norm(v, axis=-1)
+    half = 0.5 * angle
+    factor = np.where(angle > 1e-12, np.sin(half) / np.maximum(angle, 1e-300), 0.5)
+    return np.concatenate([np.cos(half)[..., None], v * factor[..., None]], axis=-1)
+
+
+def slerp(q0, q1, fraction):
+    """Rotations a ``fraction`` (...) of the way from q0 to q1 (..., 4), shorter arc."""
+    step = quaternion_log(quaternion_multiply(quaternion_conjugate(q0), q1))
+    return quaternion_multiply(q0, quaternion_exp(step * np.asarray(fraction)[..., None]))
+
+
 @dataclasses.dataclass
 class HeadPose:
     """Per-frame head transforms in the Blender frame (see module doc).
@@ -157,20 +209,83 @@ def focal_length_px(image_size, lens_mm=DEFAULT_LENS_MM, sensor_mm=SENSOR_WIDTH_
     return float(image_size[0]) * lens_mm / sensor_mm
 
 
-def image_pose(param, roi):
-    """Scale (N,) px/um, rotation (N, 3, 3) camera-from-BFM and origin (N, 2) image px.
+@dataclasses.dataclass
+class ImagePose:
+    """Rows of 3x4 poses split into image-frame channels (see the module doc).
 
-    The image-space version of the crop-space pose: ``origin`` is where the
-    BFM origin projects in the image (0-based pixels, y down).
+    ``scale`` (N,) image px per micrometre; ``rotation`` (N, 4) quaternions
+    (w, x, y, z), w >= 0, camera-from-BFM in the image pose frame (x right,
+    y up, z toward the camera); ``translation`` (N, 3) image pixels of the BFM
+    origin in that frame (x, -y, z of the image); ``residual`` (N, 3, 3)
+    ``E`` with ``M = s R (I + E)``.
     """
-    from .reconstruct import CROP_SIZE, crop_to_image, model_to_crop
 
-    pose, _, _ = split_param(np.asarray(param, dtype=np.float64))
-    scale, rotation, _ = decompose_pose(pose)
+    scale: np.ndarray
+    rotation: np.ndarray
+    translation: np.ndarray
+    residual: np.ndarray
+
+
+_Y_UP = np.diag([1.0, -1.0, 1.0])
+
+
+def _pose_output_to_image(roi):
+    """The affine map ``y -> G y + g`` from a pose's output ``P @ [X, 1]`` to image pixels.
+
+    Measured through :func:`.reconstruct.model_to_crop` and
+    :func:`.reconstruct.crop_to_image` themselves, so it always follows their
+    conventions; returns ``G`` (N, 3, 3) and ``g`` (N, 3) for ROIs (N, 4).
+    """
+    from .reconstruct import crop_to_image, model_to_crop  # reconstruct imports this module
+
     roi = np.asarray(roi, dtype=np.float64)
-    crop_scale = ((roi[:, 2] - roi[:, 0]) + (roi[:, 3] - roi[:, 1])) / (2.0 * CROP_SIZE)
-    origin = crop_to_image(model_to_crop(pose, np.zeros((len(pose), 1, 3))), roi)[:, 0, :2]
-    return scale * crop_scale, rotation, origin
+    probes = np.vstack([np.zeros(3), np.eye(3)])
+    pose = np.zeros((len(roi), 4, 3, 4))
+    pose[..., 3] = probes
+    image = crop_to_image(
+        model_to_crop(pose.reshape(-1, 3, 4), np.zeros((4 * len(roi), 1, 3))).reshape(-1, 4, 3),
+        roi,
+    )
+    offset = image[:, 0]
+    return np.swapaxes(image[:, 1:] - offset[:, None], -1, -2), offset
+
+
+def image_pose(param, roi) -> ImagePose:
+    """The pose of ``param`` (N, 62) in crop space of ``roi`` (N, 4) as an :class:`ImagePose`.
+
+    Rows with NaN come out NaN.
+    """
+    param = np.asarray(param, dtype=np.float64)
+    crop_pose = param[:, :12].reshape(-1, 3, 4)
+    to_image, offset = _pose_output_to_image(roi)
+    linear = _Y_UP @ to_image @ crop_pose[:, :, :3]
+    translation = np.einsum(
+        "ij,nj->ni", _Y_UP, np.einsum("nij,nj->ni", to_image, crop_pose[:, :, 3]) + offset
+    )
+    scale, rotation, _ = decompose_pose(np.concatenate([linear, translation[:, :, None]], axis=-1))
+    residual = (
+        np.einsum("nji,njk->nik", rotation, linear) / scale[:, None, None] - np.eye(3)
+    )
+    quaternion = np.full((len(param), 4), np.nan)
+    finite = np.isfinite(scale)
+    quaternion[finite] = matrix_to_quaternion(rotation[finite])
+    return ImagePose(scale, quaternion, translation, residual)
+
+
+def crop_param(pose: ImagePose, roi, shape, expression) -> np.ndarray:
+    """Inverse of :func:`image_pose`: float64 param (N, 62) in crop space of ``roi`` (N, 4)."""
+    to_image, offset = _pose_output_to_image(roi)
+    from_image = np.linalg.inv(to_image)
+    rotation = quaternion_to_matrix(pose.rotation)
+    linear = pose.scale[:, None, None] * rotation @ (np.eye(3) + pose.residual)
+    crop_linear = from_image @ _Y_UP @ linear
+    image_origin = np.einsum("ij,nj->ni", _Y_UP, pose.translation)
+    t = np.einsum("nij,nj->ni", from_image, image_origin - offset)
+    pose34 = np.concatenate([crop_linear, t[:, :, None]], axis=-1).reshape(-1, 12)
+    return np.concatenate(
+        [pose34, np.asarray(shape, dtype=np.float64), np.asarray(expression, dtype=np.float64)],
+        axis=-1,
+    )
 
 
 def head_pose_blender(param, roi, image_size, lens_mm=DEFAULT_LENS_MM, pivot_um=FACE_CENTROID_UM) -> HeadPose:
@@ -185,7 +300,9 @@ def head_pose_blender(param, roi, image_size, lens_mm=DEFAULT_LENS_MM, pivot_um=
     origin follows rigidly. Anchoring at the BFM origin instead, 7 cm behind
     the face, would make the face look about 7% too large at 1 m.
     """
-    scale_px, rotation, origin = image_pose(param, roi)
+    image = image_pose(param, roi)
+    scale_px, rotation = image.scale, quaternion_to_matrix(image.rotation)
+    origin = np.stack([image.translation[:, 0], -image.translation[:, 1]], axis=-1)
     focal = focal_length_px(image_size, lens_mm)
     centre = (np.asarray(image_size, dtype=np.float64) - 1.0) / 2.0
     pivot = rotation @ np.asarray(pivot_um, dtype=np.float64)  # camera frame, y up, z to viewer

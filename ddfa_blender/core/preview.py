@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from .errors import CaptureError
-from .pose import image_pose
+from .pose import image_pose, quaternion_to_matrix
 from .sources import open_source
 from .take import Take
 
@@ -85,10 +85,11 @@ def draw_face(image: np.ndarray, take: Take, row: int, colour) -> None:
         cv2.polylines(image, [pixels[first : last + 1]], closed, colour, 1, cv2.LINE_AA)
     for x, y in pixels:
         cv2.circle(image, (int(x), int(y)), 2, colour, -1, cv2.LINE_AA)
-    scale, rotation, origin = image_pose(take.param[row : row + 1], take.roi[row : row + 1])
-    start = origin[0]
+    pose = image_pose(take.param[row : row + 1], take.roi[row : row + 1])
+    rotation = quaternion_to_matrix(pose.rotation[0])
+    start = pose.translation[0, :2] * [1.0, -1.0]  # pose frame y up -> image y down
     for axis in range(3):
-        tip = scale[0] * AXIS_LENGTH_UM * rotation[0][:, axis]
+        tip = pose.scale[0] * AXIS_LENGTH_UM * rotation[:, axis]
         end = start + np.array([tip[0], -tip[1]])  # camera y up -> image y down
         cv2.line(image, tuple(np.round(start).astype(int)), tuple(np.round(end).astype(int)),
                  AXIS_COLOURS[axis], 2, cv2.LINE_AA)
