@@ -50,6 +50,7 @@ import numpy as np
 from ..core import pose as pose_mod
 from ..core.errors import CaptureError
 from ..core.face_model import MICROMETRES_TO_METRES, N_EXPR
+from ..core.pose import quaternion_multiply
 
 MISSING_MODES = ("hold", "gap")
 SHAPE_SLICE = slice(12, 52)
@@ -72,21 +73,6 @@ class TrackChannels:
     scale: np.ndarray | None  # (K,) uniform head scale; None in camera mode
     distance: float  # metres, median camera-to-head distance
     key_camera: bool
-
-
-def quaternion_multiply(a, b) -> np.ndarray:
-    """Hamilton products ``a * b`` of (..., 4) quaternions (w, x, y, z)."""
-    aw, ax, ay, az = np.moveaxis(np.asarray(a, dtype=np.float64), -1, 0)
-    bw, bx, by, bz = np.moveaxis(np.asarray(b, dtype=np.float64), -1, 0)
-    return np.stack(
-        [
-            aw * bw - ax * bx - ay * by - az * bz,
-            aw * bx + ax * bw + ay * bz - az * by,
-            aw * by - ax * bz + ay * bw + az * bx,
-            aw * bz + ax * by - ay * bx + az * bw,
-        ],
-        axis=-1,
-    )
 
 
 def robust_identity(shape_coeffs: np.ndarray) -> np.ndarray:
