@@ -64,7 +64,8 @@ class _WorkerOperator:
             self._job.cancel()
             self._bar.update(message="Cancelling")
             return {"RUNNING_MODAL"}
-        if event.type != "TIMER" or event.timer is not self._timer:
+        # bpy hands out a new wrapper per access: compare the timers, not the wrappers
+        if event.type != "TIMER" or event.timer != self._timer:
             return {"PASS_THROUGH"}
         for job_event in self._job.poll():
             if job_event.kind == "progress":

@@ -1,14 +1,17 @@
 """Register and unregister the add-on: unregister is the exact mirror of register.
 
 Order: property groups (and their pointers on Scene, Object and
-WindowManager), preferences, operators, panels; unregister walks it back.
-The add-on adds no timers or handlers of its own outside a running operator
-(a Capture's timer is removed when it ends, see :mod:`.operators`).
+WindowManager), preferences, operators, panels, then the live-capture module
+(its panel is a child of the capture panel); unregister walks it back. Timers
+exist only while an operator runs (a Capture's or a live session's timer is
+removed when it ends). The live module adds ``load_pre``/``load_post``
+handlers that release the camera when another file is opened; its
+``unregister`` removes them and stops a running session.
 """
 
 import bpy
 
-from . import operators, panel, preferences, properties
+from . import live, operators, panel, preferences, properties
 
 _CLASSES = (*preferences.CLASSES, *operators.CLASSES, *panel.CLASSES)
 
@@ -17,9 +20,11 @@ def register() -> None:
     properties.register()
     for cls in _CLASSES:
         bpy.utils.register_class(cls)
+    live.register()
 
 
 def unregister() -> None:
+    live.unregister()
     for cls in reversed(_CLASSES):
         if getattr(cls, "is_registered", False):
             bpy.utils.unregister_class(cls)
