@@ -27,14 +27,12 @@ STEP_SECONDS = 2.0
 @pytest.fixture(autouse=True)
 def addon(tmp_path):
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    registration.register()
-    live.register()
+    registration.register()  # registers the live module too
     settings = bpy.context.scene.ddfa_capture
     settings.take_folder = str(tmp_path)
     properties.write_smoothing(settings.smoothing, PRESETS["none"])
     yield
     live.release_all()
-    live.unregister()
     registration.unregister()
     bpy.ops.wm.read_factory_settings(use_empty=True)
 
