@@ -113,12 +113,18 @@ def test_register_and_unregister_twice_leave_nothing_behind():
         ddfa_blender.register()
         assert hasattr(bpy.types.Scene, "ddfa_capture") and hasattr(bpy.types.Object, "ddfa_capture")
         assert hasattr(bpy.types, "DDFA_PT_capture") and hasattr(bpy.types, "DDFA_OT_capture")
+        assert hasattr(bpy.types, "DDFA_PT_live") and hasattr(bpy.types.Scene, "ddfa_live")
+        handlers = bpy.app.handlers.load_pre[:] + bpy.app.handlers.load_post[:]
+        assert any(h.__module__.endswith("blender.live") for h in handlers)
         ddfa_blender.unregister()
         for owner in (bpy.types.Scene, bpy.types.Object):
             assert not hasattr(owner, "ddfa_capture")
         assert not hasattr(bpy.types.WindowManager, "ddfa_job")
-        for name in ("DDFA_PT_capture", "DDFA_PT_captured_face", "DDFA_OT_capture",
-                     "DDFA_OT_resmooth", "DDFA_OT_prepare_models", "DDFA_SmoothingProperties"):
+        assert not hasattr(bpy.types.Scene, "ddfa_live") and not hasattr(bpy.types.WindowManager, "ddfa_live")
+        handlers = bpy.app.handlers.load_pre[:] + bpy.app.handlers.load_post[:]
+        assert not any(h.__module__.endswith("blender.live") for h in handlers)
+        for name in ("DDFA_PT_capture", "DDFA_PT_captured_face", "DDFA_OT_capture", "DDFA_PT_live",
+                     "DDFA_OT_live", "DDFA_OT_resmooth", "DDFA_OT_prepare_models", "DDFA_SmoothingProperties"):
             assert not hasattr(bpy.types, name), name
 
 
