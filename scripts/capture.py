@@ -67,6 +67,7 @@ def parse_args(argv):
     parser.add_argument("--models", help="prepared models folder (default: ./models or $DDFA_MODELS)")
     parser.add_argument("--threads", type=int, help="onnxruntime threads (default 1; decoding runs on another core)")
     parser.add_argument("--max-faces", type=int, default=1, help="faces tracked at once (default 1)")
+    parser.add_argument("--tracks", default="", help="track numbers to bake, e.g. 0,2 (default: every face)")
     parser.add_argument("--fps", type=float, help="frame rate of image sequences (default 24)")
     parser.add_argument("--smooth", default="default", help="smoothing preset: none, light, default, heavy")
     for group in ("rotation", "translation", "expression"):
@@ -140,11 +141,12 @@ def process_clip(args, input_path, take_path, preview_path, output_path) -> None
         count = write_preview(take, preview_path, second, args.preview_compare or "overlay", progress=bar)
         bar.finish(count)
     if output_path:
+        from ddfa_blender.blender.bake import parse_tracks
         from ddfa_blender.blender.headless import write_blend
 
         summary = write_blend(take, output_path, models_dir=args.models, smoothing=smoothing_settings(args),
                     start_frame=args.start_frame, key_camera=args.key_camera, missing=args.missing,
-                    lean_keys=args.lean_keys,
+                    lean_keys=args.lean_keys, tracks=parse_tracks(args.tracks),
                     footage=take.source if os.path.exists(take.source) else None,
                     take_path=os.path.abspath(take_path) if take_path else None)
         if not args.quiet:

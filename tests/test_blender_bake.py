@@ -332,3 +332,38 @@ def test_lean_keys_stay_within_tolerance_at_every_frame(tmp_path, synthetic_mode
             assert np.abs(evaluated - values).max() <= limit * 1.01 + 1e-6, fcurve.data_path
             checked += 1
     assert checked == 20  # 4 rotation + 3 location + 3 scale + 10 expression
+
+
+def late_entry_take(n=40, enters=10, leaves=30):
+    """Two tracks; track 1 has a face only on frames [enters, leaves)."""
+    take = synthetic_take(n=n, fps=30.0, tracks=2)
+    absent = (take.track == 1) & ((take.frame < enters) | (take.frame >= leaves))
+    take.valid[absent] = False
+    for name in ("param", "roi", "lmk68"):
+        getattr(take, name)[absent] = np.nan
+    return take
+
+
+def test_a_face_is_hidden_outside_its_own_frame_range(tmp_path, synthetic_models):
+    take = late_entry_take()
+    write(take, tmp_path, synthetic_models, take_path=str(tmp_path / "duo.npz"))
+    first, second = bpy.data.objects["duo.face0"], bpy.data.objects["duo.face1"]
+    channels = animation.animation_channels(first)
+    assert channels.fcurves.find("hide_render") is None  # present on every frame: no keys
+    for path in ("hide_viewport", "hide_render"):
+        fcurve = animation.animation_channels(second).fcurves.find(path)
+        shown = [fcurve.evaluate(frame) < 0.5 for frame in range(1, 41)]
+        # scene frame = 1 + source frame; the face is there on source frames 10..29
+        assert shown == [False] * 10 + [True] * 20 + [False] * 10, path
+
+
+def test_only_the_chosen_tracks_are_baked(tmp_path, synthetic_models):
+    take = late_entry_take()
+    summary = headless.write_blend(take, tmp_path / "one.blend", models_dir=synthetic_models, tracks=[1])
+    assert [name for name, _, _ in summary] == ["take.face1"]  # named after the take (no take file here)
+    assert bake.parse_tracks(" 2, 0 ") == [0, 2] and bake.parse_tracks("") is None
+    with pytest.raises(CaptureError, match="Track.*3.*not in the take"):
+        headless.write_blend(take, tmp_path / "bad.blend", models_dir=synthetic_models, tracks=[3])
+    with pytest.raises(CaptureError, match="track numbers"):
+        bake.parse_tracks("first")
+    assert not (tmp_path / "bad.blend").exists()

@@ -25,6 +25,7 @@ TAKE_PROPERTY = "ddfa_take"  # marks actions written by the bake (value: the tak
 _KEYFRAME = bpy.types.Keyframe.bl_rna.properties
 _LINEAR = _KEYFRAME["interpolation"].enum_items["LINEAR"].value
 _BEZIER = _KEYFRAME["interpolation"].enum_items["BEZIER"].value
+_CONSTANT = _KEYFRAME["interpolation"].enum_items["CONSTANT"].value
 _FREE = _KEYFRAME["handle_left_type"].enum_items["FREE"].value
 
 
@@ -109,10 +110,11 @@ def _ensure_channelbag(action, slot):
 
 
 def key_channel(channels, data_path: str, index: int, frames, values, group: str = "",
-                tolerance: float | None = None):
+                tolerance: float | None = None, constant: bool = False):
     """Write a new F-curve in bulk from samples at ``frames`` (K,) with ``values`` (K,).
 
-    Without ``tolerance`` every sample becomes a linear key. With one (in the
+    Without ``tolerance`` every sample becomes a linear key (``constant``:
+    stepped keys, for switches such as visibility). With one (in the
     channel's units), only the keys needed to stay within it are written, as
     Bezier keys with free handles.
     """
@@ -126,7 +128,7 @@ def key_channel(channels, data_path: str, index: int, frames, values, group: str
     if tolerance is None or len(frames) < 3:
         points.add(len(frames))
         points.foreach_set("co", np.stack([frames, values], -1).astype(np.float32).ravel())
-        points.foreach_set("interpolation", np.full(len(frames), _LINEAR, dtype=np.int32))
+        points.foreach_set("interpolation", np.full(len(frames), _CONSTANT if constant else _LINEAR, np.int32))
     else:
         from ..core.keyreduce import reduce_keys
 

@@ -171,15 +171,36 @@ def bake_take(
     return obj
 
 
-def bake_tracks(scene, take, *, face_model, **options) -> list:
+def parse_tracks(text: str) -> list[int] | None:
+    """Track ids from text such as ``"0, 2"``; None for empty text (every track)."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return sorted({int(part) for part in text.replace(",", " ").split()})
+    except ValueError:
+        raise CaptureError(f"Tracks '{text}' must be track numbers such as 0, 2.") from None
+
+
+def bake_tracks(scene, take, *, face_model, tracks=None, **options) -> list:
     """Bake every track of ``take`` with at least one tracked frame; the new face objects.
 
-    ``options`` are those of :func:`bake_take` (except ``track``/``target``).
+    ``tracks``: only these track ids (None: all). ``options`` are those of
+    :func:`bake_take` (except ``track``/``target``).
     All or nothing: if one track fails, the objects of the others are removed.
     """
     if len(take) == 0:
         raise CaptureError("The take is empty (no frames); capture the footage again.")
-    tracks = [t for t in take.track_ids() if take.valid[take.track == t].any()]
+    found = [t for t in take.track_ids() if take.valid[take.track == t].any()]
+    if tracks is not None:
+        unknown = sorted(set(tracks) - set(found))
+        if unknown:
+            raise CaptureError(
+                f"Track(s) {', '.join(map(str, unknown))} not in the take; its tracks with a face: "
+                f"{', '.join(map(str, found)) or 'none'}."
+            )
+        found = [t for t in found if t in tracks]
+    tracks = found
     if not tracks:
         raise CaptureError(
             "The take has no frame with a face; capture footage where the face is visible."
@@ -216,13 +237,15 @@ def _key_transforms(take_animation, obj, camera, channels, tolerances, counts) -
         obj.location = (0.0, 0.0, 0.0)
         obj.rotation_quaternion = (1.0, 0.0, 0.0, 0.0)
         obj.scale = (1.0, 1.0, 1.0)
-        take_animation.channels(obj)  # an empty slot: the head's old keys go
+        head = take_animation.channels(obj)  # the head's old transform keys go
         keyed, keyed_scale = camera, None
+        target = take_animation.channels(camera)
     else:
         keyed, keyed_scale = obj, channels.scale
         if camera_animated:
             take_animation.channels(camera)  # an empty slot: the camera's old keys go
-    target = take_animation.channels(keyed)
+        target = head = take_animation.channels(obj)
+    _key_presence(head, channels)
     for index in range(4):
         _key(target, "rotation_quaternion", index, frames, channels.rotation[:, index], TRANSFORM_GROUP,
              tolerances.get("rotation_quaternion"), counts)
@@ -232,6 +255,24 @@ def _key_transforms(take_animation, obj, camera, channels, tolerances, counts) -
     if keyed_scale is not None:
         for index in range(3):
             _key(target, "scale", index, frames, keyed_scale, TRANSFORM_GROUP, tolerances.get("scale"), counts)
+
+
+def _key_presence(head, channels) -> None:
+    """Hide the face (viewport and render) outside the frames where its track has a face.
+
+    A performer who enters or leaves mid-shot is then not shown frozen in the
+    first or last pose; a track that spans the take gets no visibility keys.
+    """
+    (start, end), (first, last) = channels.span, channels.present
+    keys = [(start, 1.0)] if first > start else []
+    keys.append((first, 0.0))
+    if last < end:
+        keys.append((last + 1.0, 1.0))
+    if len(keys) == 1:
+        return
+    frames, values = np.array(keys).T
+    for path in ("hide_viewport", "hide_render"):
+        animation.key_channel(head, path, 0, frames, values, TRANSFORM_GROUP, constant=True)
 
 
 def _key_expressions(take_animation, obj, channels, tolerances, counts) -> None:

@@ -73,6 +73,8 @@ class TrackChannels:
     scale: np.ndarray | None  # (K,) uniform head scale; None in camera mode
     distance: float  # metres, median camera-to-head distance
     key_camera: bool
+    span: tuple  # (first, last) scene frame of the take
+    present: tuple  # (first, last) scene frame where this track has a face
 
 
 def robust_identity(shape_coeffs: np.ndarray) -> np.ndarray:
@@ -169,6 +171,8 @@ def track_channels(
         scale=None if head_scale is None else head_scale[keep],
         distance=distance,
         key_camera=bool(key_camera),
+        span=(float(frames.min()), float(frames.max())),
+        present=(float(frames[valid].min()), float(frames[valid].max())),
     )
 
 

@@ -51,6 +51,7 @@ def write_blend(
     footage=None,
     take_path=None,
     lean_keys=False,
+    tracks=None,
 ) -> list[tuple[str, int, int]]:
     """Bake ``take`` into a fresh scene and save it as ``output_path``.
 
@@ -59,7 +60,8 @@ def write_blend(
     folder shown behind the camera (None: none). ``take_path``: the take file,
     stored on the objects so they can be baked again from it. ``lean_keys``:
     reduced Bezier keys instead of one per frame (see ``bake.bake_take``). Every track
-    with at least one tracked frame gets a face object. Returns, per face
+    with at least one tracked frame gets a face object (``tracks``: only
+    these ids). Returns, per face
     object, ``(name, samples, keys)``: keys written and keys before reduction. Raises
     ``CaptureError`` (nothing written) for an empty or unusable take, missing
     models or an output that cannot be written.
@@ -86,6 +88,7 @@ def write_blend(
             footage=footage,
             take_path=os.path.abspath(take_path) if take_path else None,
             lean_keys=lean_keys,
+            tracks=tracks,
         )
         summary = [(obj.name, *obj[bake.KEY_COUNTS_PROPERTY]) for obj in objects]
         save_blend(output_path)

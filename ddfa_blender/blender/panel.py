@@ -52,6 +52,8 @@ class DDFA_PT_capture(bpy.types.Panel):
             layout.prop(settings, "sequence_fps")
         layout.prop(settings, "model")
         layout.prop(settings, "max_faces")
+        if settings.max_faces > 1:
+            layout.prop(settings, "tracks")
 
         column = layout.column(heading="Bake")
         column.prop(settings, "start_frame")

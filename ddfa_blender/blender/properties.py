@@ -141,6 +141,10 @@ class DDFA_CaptureSettings(bpy.types.PropertyGroup):
         ], default="mb05",
     )
     max_faces: IntProperty(name="Faces", description="Faces tracked at once", default=1, min=1, max=8)
+    tracks: StringProperty(
+        name="Bake Tracks",
+        description="Track numbers to bake, e.g. 0, 2 (empty: every face found)",
+    )
     start_frame: IntProperty(
         name="Start Frame", description="Scene frame of the first footage frame", default=1
     )
