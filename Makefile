@@ -38,8 +38,11 @@ test: models/.ready $(VENV)/.dev
 extension: $(VENV)/.dev
 	$(PY) scripts/build_extension.py --out dist
 
-bench: models/.ready
+bench: models/.ready $(VENV)/.dev
 	$(PY) benchmarks/bench_capture.py
+	$(PY) benchmarks/bench_stability.py
+	$(PY) benchmarks/bench_bake.py
+	$(PY) benchmarks/bench_live.py
 
 clean:
 	rm -rf $(VENV) models out dist
