@@ -63,6 +63,12 @@ def parse_args(argv):
     parser.add_argument("--preview-compare", choices=["overlay", "side"],
                         help="also draw the smoothed take, over the raw one or beside it")
     parser.add_argument("--output", help="Blender file (.blend) to write (needs bpy)")
+    parser.add_argument("--retarget", metavar="AVATAR.blend[:OBJECT]",
+                        help="also animate this avatar's ARKit-style shape keys (needs --output)")
+    parser.add_argument("--mapping", help="retarget mapping preset (.json; default: the ARKit mapping)")
+    parser.add_argument("--head-bone", help="rotate this bone of the avatar's armature instead of the object")
+    parser.add_argument("--eyes", action="store_true",
+                        help="record MediaPipe's blendshapes, blinks and gaze in the take (on with --retarget)")
     parser.add_argument("--model", default="mb05", help="mb05 (default), mb1, or a path to an .onnx")
     parser.add_argument("--models", help="prepared models folder (default: ./models or $DDFA_MODELS)")
     parser.add_argument("--threads", type=int, help="onnxruntime threads (default 1; decoding runs on another core)")
@@ -89,6 +95,8 @@ def parse_args(argv):
         parser.error("nothing to write: give --take, --preview and/or --output")
     if args.preview_compare and not args.preview:
         parser.error("--preview-compare needs --preview")
+    if args.retarget and not args.output:
+        parser.error("--retarget needs --output")
     return args
 
 
@@ -116,6 +124,10 @@ def process_clip(args, input_path, take_path, preview_path, output_path) -> None
 
         options = CaptureOptions(model=args.model, models_dir=args.models, threads=args.threads or 1,
                                  max_faces=args.max_faces, fps=args.fps)
+        if args.eyes or args.retarget:
+            from ddfa_blender.core.face_landmarker import make_channels
+
+            options.channels = make_channels(args.models)
         bar = ProgressBar(f"capture {os.path.basename(input_path)}", args.quiet)
         take = capture(input_path, options, progress=bar)
         bar.finish(len(take.frames()))
@@ -153,6 +165,15 @@ def process_clip(args, input_path, take_path, preview_path, output_path) -> None
             faces = ", ".join(f"{name} ({keys} keys" + (f", reduced from {samples})" if keys < samples else ")")
                               for name, samples, keys in summary)
             print(f"wrote {output_path}: {faces}")
+        if args.retarget:
+            from ddfa_blender.blender.retarget import retarget_blend
+
+            result = retarget_blend(output_path, take, args.retarget, args.mapping, models_dir=args.models,
+                                    head="bone" if args.head_bone else "object", head_bone=args.head_bone)
+            if not args.quiet:
+                print(f"retargeted onto {args.retarget}:")
+                for line in result.report.lines():
+                    print(f"  {line}")
 
 
 def clip_jobs(args):

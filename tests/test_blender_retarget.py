@@ -273,3 +273,32 @@ def test_panel_operators_register_and_report(tmp_path, captured_blend, avatar_sp
     assert not hasattr(bpy.types.Scene, "ddfa_retarget")
     retarget_ui.register()
     retarget_ui.unregister()
+
+
+def test_capture_cli_retargets_the_footage_onto_the_avatar(tmp_path, shared_dir, models_dir):
+    """scripts/capture.py --retarget: the avatar's keys animated, names matched, unmatched listed."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    output = tmp_path / "avatar.blend"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts/capture.py"), "--input",
+         str(shared_dir / "data/video/single_face.mp4"), "--take", str(tmp_path / "t.npz"),
+         "--output", str(output), "--models", str(models_dir),
+         "--retarget", f"{shared_dir / 'data/avatars/ict_facekit_arkit.blend'}:ICT_Head"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no key for: tongueOut" in result.stdout  # the avatar has no tongueOut: reported
+    assert "PupilDilate_L" in result.stdout  # avatar keys nothing drives: listed
+    bpy.ops.wm.open_mainfile(filepath=str(output))
+    avatar = bpy.data.objects["ICT_Head"]
+    channels = animation.animation_channels(avatar.data.shape_keys)
+    animated = {fc.data_path.split('"')[1] for fc in channels.fcurves}
+    # ARKit names matched across conventions: eyeBlinkLeft -> eyeBlink_L, cheekPuff -> cheekPuff_L/_R
+    assert {"jawOpen", "eyeBlink_L", "eyeBlink_R", "mouthSmile_L", "cheekPuff_L", "cheekPuff_R"} <= animated
+    jaw = channels.fcurves.find('key_blocks["jawOpen"].value')
+    _, values = animation.fcurve_values(jaw)
+    assert len(values) == 72 and np.ptp(values) > 0.1

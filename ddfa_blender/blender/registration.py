@@ -1,8 +1,9 @@
 """Register and unregister the add-on: unregister is the exact mirror of register.
 
 Order: property groups (and their pointers on Scene, Object and
-WindowManager), preferences, operators, panels, then the live-capture module
-(its panel is a child of the capture panel); unregister walks it back. Timers
+WindowManager), preferences, operators, panels, then the live-capture and
+retargeting modules (their panels are children of the capture panel);
+unregister walks it back. Timers
 exist only while an operator runs (a Capture's or a live session's timer is
 removed when it ends). The live module adds ``load_pre``/``load_post``
 handlers that release the camera when another file is opened; its
@@ -11,7 +12,7 @@ handlers that release the camera when another file is opened; its
 
 import bpy
 
-from . import live, operators, panel, preferences, properties
+from . import live, operators, panel, preferences, properties, retarget_ui
 
 _CLASSES = (*preferences.CLASSES, *operators.CLASSES, *panel.CLASSES)
 
@@ -21,9 +22,11 @@ def register() -> None:
     for cls in _CLASSES:
         bpy.utils.register_class(cls)
     live.register()
+    retarget_ui.register()
 
 
 def unregister() -> None:
+    retarget_ui.unregister()
     live.unregister()
     for cls in reversed(_CLASSES):
         if getattr(cls, "is_registered", False):

@@ -21,10 +21,12 @@ are in ``benchmarks/bench_retarget.py``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
 
+from .detector import native_stderr_silenced
 from .engine import ChannelExtractor
 from .errors import CaptureError
 
@@ -158,13 +160,16 @@ class FaceLandmarkerChannel(ChannelExtractor):
         import mediapipe as mp
 
         slot = self._landmarkers.get(track_id)
-        if slot is None:
-            slot = self._landmarkers[track_id] = [self._create(), -1]
-        # VIDEO mode needs strictly increasing timestamps per landmarker.
-        stamp = max(int(round(time_s * 1000.0)), slot[1] + 1)
-        slot[1] = stamp
-        rgb = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image_bgr[:, :, ::-1]))
-        result = slot[0].detect_for_video(rgb, stamp)
+        first = slot is None
+        # MediaPipe logs its start-up (graph creation and first image) natively: not for users.
+        with native_stderr_silenced() if first else contextlib.nullcontext():
+            if first:
+                slot = self._landmarkers[track_id] = [self._create(), -1]
+            # VIDEO mode needs strictly increasing timestamps per landmarker.
+            stamp = max(int(round(time_s * 1000.0)), slot[1] + 1)
+            slot[1] = stamp
+            rgb = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image_bgr[:, :, ::-1]))
+            result = slot[0].detect_for_video(rgb, stamp)
         if not result.face_blendshapes:
             return None
         scores = np.full(len(MEDIAPIPE_BLENDSHAPES), np.nan, dtype=np.float32)
@@ -174,7 +179,6 @@ class FaceLandmarkerChannel(ChannelExtractor):
         return scores
 
     def _create(self):
-        os.environ.setdefault("GLOG_minloglevel", "2")
         from mediapipe.tasks.python import BaseOptions, vision
 
         options = vision.FaceLandmarkerOptions(
