@@ -1,6 +1,6 @@
 """Live capture speed: grab-to-result latency, rate and drops, and the cost of each face.
 
-    python benchmarks/bench_live.py [--seconds 10] [--threads 2] [--models DIR]
+    python benchmarks/bench_live.py [--seconds 10] [--threads 1] [--models DIR]
 
 1. A live session (:class:`LiveSession`) fed by :class:`RealtimeFileSource`
    playing ../shared/data/video/talking_head_640x360.mp4 at its real-time pace
@@ -71,7 +71,8 @@ def per_face_cost(image_path, models_dir, threads, counts, steps):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="live run length after start-up")
-    parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="onnxruntime threads (default 1, the session's own: the grab thread uses the other core)")
     parser.add_argument("--steps", type=int, default=60, help="tracking steps per face count")
     parser.add_argument("--models", default=str(ROOT / "models"), help="prepared models folder")
     args = parser.parse_args(argv)
