@@ -180,8 +180,8 @@ def live_run(shared_dir, models_dir):
         if time.perf_counter() - started > 1.0:
             memory.append(resident_mb())
     take = session.stop_recording()
-    stats = session.stats()
     session.stop()
+    stats = session.stats()  # after stop: every delivered frame is processed or dropped
     print(
         f"\nlive: {stats.processed} results from {source.delivered} frames in {LIVE_SECONDS:.0f} s, "
         f"{stats.fps:.1f} fps, latency median {stats.latency_ms:.1f} ms "

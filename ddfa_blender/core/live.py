@@ -128,8 +128,9 @@ class LiveStats:
     """Counters since :meth:`LiveSession.start`.
 
     ``grabbed``: frames the source delivered; ``processed``: results made;
-    ``dropped``: frames never processed (replaced in the slot, or skipped by a
-    real-time source that the grab thread could not keep up with);
+    ``dropped``: frames never processed (replaced in the slot, skipped by a
+    real-time source that the grab thread could not keep up with, or left
+    unprocessed when the session stopped);
     ``pending``: frames waiting now (0 or 1); ``fps``: results per second over
     the recent window; ``latency_ms`` / ``latency_p90_ms``: median / 90th
     percentile of grab-to-result latency over the recent window.
@@ -206,6 +207,7 @@ class LiveSession:
         self._recorded_dropped = 0
         self._grabbed = 0
         self._processed = 0
+        self._abandoned = 0  # frames the source delivered that stop() left unprocessed
         self._recent = collections.deque(maxlen=STATS_WINDOW)  # (done_at, latency_s)
         self._worker: threading.Thread | None = None
         self._grabber: threading.Thread | None = None
@@ -342,7 +344,7 @@ class LiveSession:
         )
 
     def _dropped(self) -> int:
-        return self._slot.replaced + int(getattr(self.source, "dropped", 0))
+        return self._slot.replaced + int(getattr(self.source, "dropped", 0)) + self._abandoned
 
     # -- threads -------------------------------------------------------------------
 
@@ -368,6 +370,8 @@ class LiveSession:
         finally:
             self._stop.set()
             self._slot.close()
+            with self._lock:
+                self._abandoned += len(self._slot)  # grabbed, never taken
             self._finished.set()
 
     def _load(self):
@@ -391,6 +395,8 @@ class LiveSession:
         try:
             for frame in self.source:
                 if self._stop.is_set():
+                    with self._lock:
+                        self._abandoned += 1  # delivered as the session stopped
                     break
                 self._slot.put((frame, time.perf_counter()))
                 with self._lock:
