@@ -84,10 +84,11 @@ def fake_engine(tmp_path, monkeypatch):
     monkeypatch.setenv("DDFA_MODELS", str(models))
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"not a video: capture is replaced")
-    calls = []
+    calls, options_seen = [], []
 
     def capture(source, options, progress=None, should_stop=None):
         calls.append(source)
+        options_seen.append(options)
         take = synthetic_take(n=36, source=str(source))
         rng = np.random.default_rng(len(calls))
         take.param[:, 52:62] += rng.normal(0.0, 0.3, (36, 10)).astype(np.float32)
@@ -96,7 +97,8 @@ def fake_engine(tmp_path, monkeypatch):
         return take
 
     monkeypatch.setattr(engine, "capture", capture)
-    return {"models": models, "clip": clip, "calls": calls, "takes": tmp_path / "takes"}
+    return {"models": models, "clip": clip, "calls": calls, "options": options_seen,
+            "takes": tmp_path / "takes"}
 
 
 def configure(settings, fake_engine, preset="none"):
@@ -104,6 +106,7 @@ def configure(settings, fake_engine, preset="none"):
     settings.source_file = str(fake_engine["clip"])
     settings.take_folder = str(fake_engine["takes"])
     settings.use_footage = False
+    settings.record_eyes = False  # the synthetic models folder has no face landmarker
     settings.smoothing.preset = preset
 
 
@@ -451,3 +454,18 @@ def test_worker_cancel_and_error():
 
     events = _wait(WorkerJob(failing, (CaptureCancelled,)).start())
     assert events[-1].kind == "error" and str(events[-1].error) == "No face found."
+
+
+def test_eyes_option_records_the_landmarker_channel(addon, fake_engine):
+    configure(addon, fake_engine)
+    addon.record_eyes = True
+    with pytest.raises(RuntimeError, match="face_landmarker.task.*Prepare Models.*Eyes and Blendshapes"):
+        bpy.ops.ddfa.capture()  # not prepared: the report names the file and the fix
+    assert fake_engine["calls"] == []
+    (fake_engine["models"] / "face_landmarker.task").write_bytes(b"read, not run: capture is replaced")
+    assert bpy.ops.ddfa.capture() == {"FINISHED"}
+    channels = fake_engine["options"][-1].channels
+    assert [c.name for c in channels] == ["mp_blendshapes"]
+    addon.record_eyes = False
+    assert bpy.ops.ddfa.capture() == {"FINISHED"}
+    assert fake_engine["options"][-1].channels == []

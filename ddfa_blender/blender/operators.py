@@ -228,6 +228,15 @@ class DDFA_OT_capture(_WorkerOperator, bpy.types.Operator):
             max_faces=settings.max_faces,
             fps=settings.sequence_fps if settings.source_kind == "SEQUENCE" else None,
         )
+        if settings.record_eyes:
+            from ..core.face_landmarker import LANDMARKER_FILE, make_channels
+
+            if not os.path.isfile(os.path.join(folder, LANDMARKER_FILE)):
+                raise CaptureError(
+                    f"The face landmarker ({LANDMARKER_FILE}) is not prepared in {folder}: press "
+                    "Prepare Models in the add-on preferences, or turn off Eyes and Blendshapes."
+                )
+            options.channels = make_channels(folder)
         stem = os.path.splitext(os.path.basename(source))[0] or "take"
         take_path = unique_take_path(take_folder(settings), stem)
         self._take_path = take_path

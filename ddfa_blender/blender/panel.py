@@ -51,6 +51,7 @@ class DDFA_PT_capture(bpy.types.Panel):
             layout.prop(settings, "source_folder")
             layout.prop(settings, "sequence_fps")
         layout.prop(settings, "model")
+        layout.prop(settings, "record_eyes")
         layout.prop(settings, "max_faces")
         if settings.max_faces > 1:
             layout.prop(settings, "tracks")

@@ -141,6 +141,12 @@ class DDFA_CaptureSettings(bpy.types.PropertyGroup):
         ], default="mb05",
     )
     max_faces: IntProperty(name="Faces", description="Faces tracked at once", default=1, min=1, max=8)
+    record_eyes: BoolProperty(
+        name="Eyes and Blendshapes",
+        description="Also run MediaPipe's face landmarker: blinks, gaze and its 52 blendshapes "
+        "for retargeting (capture runs several times slower)",
+        default=True,
+    )
     tracks: StringProperty(
         name="Bake Tracks",
         description="Track numbers to bake, e.g. 0, 2 (empty: every face found)",
