@@ -58,7 +58,8 @@ class ProgressBar:
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="capture.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", help="video, image, image folder, printf pattern, or folder of videos")
-    parser.add_argument("--take", help="take file (.npz) to write, or to read when there is no --input")
+    parser.add_argument("--take", help="take file (.npz) to write, or to read when there is no --input "
+                        "(default with --output: next to the .blend, so it can be re-smoothed later)")
     parser.add_argument("--preview", help="preview video (.mp4) with landmarks and head axes")
     parser.add_argument("--preview-compare", choices=["overlay", "side"],
                         help="also draw the smoothed take, over the raw one or beside it")
@@ -115,10 +116,17 @@ def smoothing_settings(args):
     return dataclasses.replace(PRESETS[args.smooth], **overrides)
 
 
-def process_clip(args, input_path, take_path, preview_path, output_path) -> None:
+def process_clip(args, bake_options, input_path, take_path, preview_path, output_path) -> None:
     """Capture (or load) one take and write the requested outputs."""
     from ddfa_blender.core.take import Take
 
+    if input_path and output_path and not take_path:
+        take_path = os.path.splitext(output_path)[0] + ".npz"
+    written = [p for p in (take_path if input_path else None, preview_path, output_path) if p]
+    for path in written:  # before minutes of capture, not after
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise CaptureError(f"Cannot write {path}: folder {folder} does not exist; create it first.")
     if input_path:
         from ddfa_blender.core.engine import CaptureOptions, capture
 
@@ -148,19 +156,18 @@ def process_clip(args, input_path, take_path, preview_path, output_path) -> None
             from ddfa_blender.core.smoothing import smooth_take
 
             face = load_face_model(models_folder(CaptureOptions(models_dir=args.models)))
-            second = smooth_take(take, smoothing_settings(args), face)
+            second = smooth_take(take, bake_options["smoothing"], face)
         bar = ProgressBar("preview", args.quiet)
         count = write_preview(take, preview_path, second, args.preview_compare or "overlay", progress=bar)
         bar.finish(count)
     if output_path:
-        from ddfa_blender.blender.bake import parse_tracks
         from ddfa_blender.blender.headless import write_blend
 
-        summary = write_blend(take, output_path, models_dir=args.models, smoothing=smoothing_settings(args),
-                    start_frame=args.start_frame, key_camera=args.key_camera, missing=args.missing,
-                    lean_keys=args.lean_keys, tracks=parse_tracks(args.tracks),
-                    footage=take.source if os.path.exists(take.source) else None,
-                    take_path=os.path.abspath(take_path) if take_path else None)
+        summary = write_blend(take, output_path, models_dir=args.models, **bake_options,
+                              start_frame=args.start_frame, key_camera=args.key_camera, missing=args.missing,
+                              lean_keys=args.lean_keys,
+                              footage=take.source if os.path.exists(take.source) else None,
+                              take_path=os.path.abspath(take_path) if take_path else None)
         if not args.quiet:
             faces = ", ".join(f"{name} ({keys} keys" + (f", reduced from {samples})" if keys < samples else ")")
                               for name, samples, keys in summary)
@@ -197,14 +204,22 @@ def clip_jobs(args):
     return [(args.input, args.take, args.preview, args.output)]
 
 
+def checked_bake_options(args) -> dict:
+    """Smoothing and track choice, checked before any capture runs."""
+    from ddfa_blender.core.take import parse_tracks
+
+    return {"smoothing": smoothing_settings(args), "tracks": parse_tracks(args.tracks)}
+
+
 def main(argv) -> int:
     args = parse_args(argv)
     failures = 0
     try:
+        bake_options = checked_bake_options(args)
         jobs = clip_jobs(args)
         for job in jobs:
             try:
-                process_clip(args, *job)
+                process_clip(args, bake_options, *job)
             except CaptureError as err:
                 if len(jobs) == 1:
                     raise

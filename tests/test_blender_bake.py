@@ -14,6 +14,7 @@ bpy = pytest.importorskip("bpy", reason="the bpy module (Blender as a Python mod
 
 from ddfa_blender.blender import animation, bake, bake_channels, headless  # noqa: E402
 from ddfa_blender.core.errors import CaptureError  # noqa: E402
+from ddfa_blender.core.take import parse_tracks  # noqa: E402
 from test_blender_synthetic import synthetic_face_model, synthetic_take, write_face_model  # noqa: E402
 
 EXPR_NAMES = [f"exp_{k:02d}" for k in range(10)]
@@ -361,9 +362,9 @@ def test_only_the_chosen_tracks_are_baked(tmp_path, synthetic_models):
     take = late_entry_take()
     summary = headless.write_blend(take, tmp_path / "one.blend", models_dir=synthetic_models, tracks=[1])
     assert [name for name, _, _ in summary] == ["take.face1"]  # named after the take (no take file here)
-    assert bake.parse_tracks(" 2, 0 ") == [0, 2] and bake.parse_tracks("") is None
+    assert parse_tracks(" 2, 0 ") == [0, 2] and parse_tracks("") is None
     with pytest.raises(CaptureError, match="Track.*3.*not in the take"):
         headless.write_blend(take, tmp_path / "bad.blend", models_dir=synthetic_models, tracks=[3])
     with pytest.raises(CaptureError, match="track numbers"):
-        bake.parse_tracks("first")
+        parse_tracks("first")
     assert not (tmp_path / "bad.blend").exists()

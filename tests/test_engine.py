@@ -1,6 +1,7 @@
 """The capture engine on real footage: regressor, tracking, loss and re-detection, errors."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -213,3 +214,29 @@ def test_cli_no_face_exits_non_zero(tmp_path, shared_dir, models_dir):
                      "--models", str(models_dir), "--quiet")
     assert result.returncode == 1 and "No face found" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "t.npz").exists()
+
+
+def test_cli_captures_a_folder_of_clips(tmp_path, shared_dir, models_dir):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("single_face.mp4", "obama.mp4"):
+        (clips / name).symlink_to(shared_dir / "data/video" / name)
+    (clips / "notes.txt").write_text("not a clip")
+    takes = tmp_path / "takes"
+    result = run_cli("--input", str(clips), "--take", str(takes), "--models", str(models_dir), "--quiet")
+    assert result.returncode == 0, result.stderr
+    from ddfa_blender.core.take import Take
+
+    assert sorted(p.name for p in takes.iterdir()) == ["obama.npz", "single_face.npz"]
+    assert len(Take.load(str(takes / "obama.npz"))) == 55
+    assert len(Take.load(str(takes / "single_face.npz"))) == 72
+
+
+def test_cli_checks_options_before_capturing(tmp_path, shared_dir):
+    for args, message in ((["--smooth", "silky"], "Unknown smoothing preset"),
+                          (["--tracks", "first"], "track numbers"),
+                          (["--preview", str(tmp_path / "missing" / "p.mp4")], "folder .* does not exist")):
+        result = run_cli("--input", str(shared_dir / "data/video/talking_head_640x360.mp4"),
+                         "--take", str(tmp_path / "t.npz"), *args)
+        assert result.returncode == 1 and re.search(message, result.stderr)
+        assert not (tmp_path / "t.npz").exists()  # refused before the capture, not after it

@@ -171,17 +171,6 @@ def bake_take(
     return obj
 
 
-def parse_tracks(text: str) -> list[int] | None:
-    """Track ids from text such as ``"0, 2"``; None for empty text (every track)."""
-    text = text.strip()
-    if not text:
-        return None
-    try:
-        return sorted({int(part) for part in text.replace(",", " ").split()})
-    except ValueError:
-        raise CaptureError(f"Tracks '{text}' must be track numbers such as 0, 2.") from None
-
-
 def bake_tracks(scene, take, *, face_model, tracks=None, **options) -> list:
     """Bake every track of ``take`` with at least one tracked frame; the new face objects.
 

@@ -19,6 +19,7 @@ import bpy
 from bpy.props import BoolProperty
 
 from ..core.errors import CaptureCancelled, CaptureError
+from ..core.take import parse_tracks
 from . import bake, preferences, progress, properties
 
 TIMER_STEP_S = 0.1
@@ -261,7 +262,7 @@ class DDFA_OT_capture(_WorkerOperator, bpy.types.Operator):
             track = track if track in take.track_ids() else take.track_ids()[0]
             objects = [bake.bake_take(context.scene, take, track=track, target=target, **options)]
         else:
-            objects = bake.bake_tracks(context.scene, take, tracks=bake.parse_tracks(settings.tracks), **options)
+            objects = bake.bake_tracks(context.scene, take, tracks=parse_tracks(settings.tracks), **options)
         _select_only(context, objects)
         frames = len(take.frames())
         self.report({"INFO"}, f"Captured {frames} frames into {', '.join(o.name for o in objects)}")

@@ -226,6 +226,17 @@ class Take:
         )
 
 
+def parse_tracks(text: str) -> list[int] | None:
+    """Track ids from text such as ``"0, 2"``; None for empty text (every track)."""
+    text = text.strip()
+    if not text:
+        return None
+    try:
+        return sorted({int(part) for part in text.replace(",", " ").split()})
+    except ValueError:
+        raise CaptureError(f"Tracks '{text}' must be track numbers such as 0, 2.") from None
+
+
 def empty_rows(n: int) -> dict:
     """Row arrays for ``n`` rows, float fields NaN and flags false: a blank to fill."""
     rows = {}
