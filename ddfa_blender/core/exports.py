@@ -30,12 +30,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import tempfile
 
 import numpy as np
 
 from .arkit import ARKIT_NAMES
+from .atomic_file import atomic_write
 from .errors import CaptureError
 
 LIVE_LINK_BLENDSHAPES = tuple(name[0].upper() + name[1:] for name in ARKIT_NAMES)
@@ -133,7 +132,7 @@ def live_link_rows(arkit_weights, head_rotation, fps: float) -> tuple[list[str],
 def write_live_link_csv(path, arkit_weights, head_rotation, fps: float) -> None:
     """Write a Live Link Face CSV (layout in the module doc) to ``path`` atomically."""
     codes, values = live_link_rows(arkit_weights, head_rotation, fps)
-    with _atomic_text(path) as handle:
+    with atomic_write(path) as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(LIVE_LINK_HEADER)
         for code, row in zip(codes, values):
@@ -187,7 +186,7 @@ def take_table(take, face_model, track: int = 0, neutral=None, eyes: str = "auto
 def write_table_csv(path, columns, values) -> None:
     """Write a table as CSV (header row; empty cells for NaN) atomically."""
     _check_table(columns, values)
-    with _atomic_text(path) as handle:
+    with atomic_write(path) as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(columns)
         for row in np.asarray(values, dtype=np.float64):
@@ -212,7 +211,7 @@ def write_table_json(path, columns, values, **metadata) -> None:
     """Write a table as JSON ``{"columns", "rows", **metadata}`` (``null`` for NaN) atomically."""
     _check_table(columns, values)
     rows = [[None if not np.isfinite(v) else float(v) for v in row] for row in np.asarray(values, dtype=np.float64)]
-    with _atomic_text(path) as handle:
+    with atomic_write(path) as handle:
         json.dump({**metadata, "columns": list(columns), "rows": rows}, handle)
         handle.write("\n")
 
@@ -241,26 +240,3 @@ def _number(value: float) -> str:
 def _check_table(columns, values) -> None:
     if np.asarray(values).ndim != 2 or np.asarray(values).shape[1] != len(columns):
         raise CaptureError(f"A table of {len(columns)} columns needs values of shape (N, {len(columns)}).")
-
-
-class _atomic_text:
-    """A text file written to a temporary name and moved to ``path`` when complete."""
-
-    def __init__(self, path):
-        self.path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(self.path))
-        if not os.path.isdir(folder):
-            raise CaptureError(f"Cannot write {self.path}: folder {folder} does not exist.")
-        self.fd, self.temporary = tempfile.mkstemp(suffix=".part", dir=folder)
-
-    def __enter__(self):
-        self.handle = os.fdopen(self.fd, "w", newline="", encoding="utf-8")
-        return self.handle
-
-    def __exit__(self, kind, error, trace):
-        self.handle.close()
-        if kind is None:
-            os.replace(self.temporary, self.path)
-        elif os.path.exists(self.temporary):
-            os.unlink(self.temporary)
-        return False

@@ -35,12 +35,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 
 import numpy as np
 
 from .arkit import ARKIT_NAMES, canonical
+from .atomic_file import atomic_write
 from .errors import CaptureError
 
 FORMAT = "ddfa-blender mapping"
@@ -145,20 +144,9 @@ class Mapping:
 
     def save(self, path) -> None:
         """Write the preset as JSON to ``path`` atomically."""
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise CaptureError(f"Cannot save the mapping to {path}: folder {folder} does not exist.")
-        fd, temporary = tempfile.mkstemp(suffix=".json.part", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(self.to_dict(), handle, indent=1)
-                handle.write("\n")
-            os.replace(temporary, path)
-        except BaseException:
-            if os.path.exists(temporary):
-                os.unlink(temporary)
-            raise
+        with atomic_write(path, "the mapping") as handle:
+            json.dump(self.to_dict(), handle, indent=1)
+            handle.write("\n")
 
     @classmethod
     def load(cls, path) -> "Mapping":

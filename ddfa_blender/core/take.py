@@ -47,11 +47,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import secrets
 import zipfile
 
 import numpy as np
 
+from .atomic_file import atomic_write
 from .errors import CaptureError
 
 TAKE_VERSION = 1
@@ -166,22 +166,8 @@ class Take:
             image_size=np.asarray(self.image_size, dtype=np.int32),
             meta=np.str_(json.dumps(self.meta)),
         )
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            raise CaptureError(f"Cannot write take {path}: folder {folder} does not exist.")
-        tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(4)}.part")
-        try:
-            handle = open(tmp, "xb")  # permissions follow the umask, unlike mkstemp's 0600
-        except OSError as err:
-            raise CaptureError(f"Cannot write take {path}: {err.strerror}.") from err
-        try:
-            with handle:
-                np.savez(handle, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_write(path, "take", binary=True) as handle:
+            np.savez(handle, **arrays)
 
     @classmethod
     def load(cls, path: str) -> "Take":
