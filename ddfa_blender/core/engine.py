@@ -87,6 +87,24 @@ def models_folder(options: CaptureOptions) -> str:
     return str(default_models_dir())
 
 
+def build_tracker(options, detector=None) -> FaceTracker:
+    """The regressor, face model and tracker that ``options`` ask for.
+
+    ``options``: a :class:`CaptureOptions` (or anything with its ``model``,
+    ``models_dir``, ``threads``, ``max_faces`` and ``detect_every``, such as
+    the live session's options). ``detector``: a FaceDetector or a callable
+    returning one (None: one is made now).
+    """
+    models_dir = models_folder(options)
+    return FaceTracker(
+        Regressor(resolve_model(options.model, models_dir), options.threads),
+        load_face_model(models_dir),
+        detector if detector is not None else _make_detector(),
+        max_faces=options.max_faces,
+        detect_every=options.detect_every,
+    )
+
+
 def capture(
     input_path,
     options: CaptureOptions | None = None,
@@ -101,19 +119,11 @@ def capture(
     for unreadable input, missing models, or footage without any face.
     """
     options = options or CaptureOptions()
-    models_dir = models_folder(options)
     started = time.perf_counter()
     detector = BackgroundLoader(_make_detector)  # MediaPipe's import is the slowest start-up step
     source = open_source(input_path, options.fps)
     try:
-        regressor = Regressor(resolve_model(options.model, models_dir), options.threads)
-        tracker = FaceTracker(
-            regressor,
-            load_face_model(models_dir),
-            detector.get,
-            max_faces=options.max_faces,
-            detect_every=options.detect_every,
-        )
+        tracker = build_tracker(options, detector.get)
         builder = TakeBuilder()
         first_done = None
         for frame in prefetch(source):
@@ -133,7 +143,7 @@ def capture(
     take = builder.build(
         fps=source.fps,
         image_size=source.image_size,
-        model=regressor.name,
+        model=tracker.regressor.name,
         source=os.path.abspath(os.fspath(input_path)),
         version=__version__,
         meta={

@@ -375,21 +375,11 @@ class LiveSession:
             self._finished.set()
 
     def _load(self):
-        from .engine import CaptureOptions, load_face_model, models_folder
-        from .detector import FaceDetector
-        from .regressor import Regressor, resolve_model
-        from .tracker import FaceTracker
+        from .engine import build_tracker
 
-        folder = models_folder(CaptureOptions(models_dir=self.options.models_dir))
-        self.regressor = Regressor(resolve_model(self.options.model, folder), self.options.threads)
-        self.face_model = load_face_model(folder)
-        return FaceTracker(
-            self.regressor,
-            self.face_model,
-            FaceDetector(),
-            max_faces=self.options.max_faces,
-            detect_every=self.options.detect_every,
-        )
+        tracker = build_tracker(self.options)
+        self.regressor, self.face_model = tracker.regressor, tracker.face
+        return tracker
 
     def _grab(self) -> None:
         try:
