@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 
 from .errors import CaptureError
@@ -36,3 +37,22 @@ def atomic_write(path, what: str = "", binary: bool = False):
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def remove_stale_temporaries(path) -> list[str]:
+    """Remove what :func:`atomic_write` (and Blender's own save, ``<path>@``)
+    leaves beside ``path`` when a process is killed outright (SIGKILL, power
+    loss); returns the removed paths. Call it only while nothing else writes
+    ``path``, e.g. before capturing a clip again.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    name = os.path.basename(path)
+    pattern = re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{8}}\.part")
+    names = os.listdir(folder) if os.path.isdir(folder) else []
+    stale = [os.path.join(folder, n) for n in names if pattern.fullmatch(n)]
+    if os.path.exists(path + "@"):
+        stale.append(path + "@")
+    for leftover in stale:
+        os.unlink(leftover)
+    return stale
