@@ -82,6 +82,11 @@ def parse_args(argv):
                             help=f"{group} smoothing window (Gaussian sigma, seconds; 0 = off), over the preset")
     parser.add_argument("--bridge-gaps", type=float, metavar="SECONDS",
                         help="interpolate across gaps without a face up to this long (default: leave them)")
+    parser.add_argument("--min-confidence", type=float, metavar="C",
+                        help="frames whose confidence (0..1) is under C are flagged: bridged from their "
+                        "neighbours and marked on the timeline (default 0.5)")
+    parser.add_argument("--keep-flagged", action="store_true",
+                        help="bake flagged frames as captured instead of bridging them (still marked)")
     parser.add_argument("--start-frame", type=int, default=1, help="scene frame of the first footage frame")
     parser.add_argument("--key-camera", action="store_true", help="animate the camera instead of the head")
     parser.add_argument("--missing", choices=["hold", "gap"], default="hold",
@@ -113,6 +118,10 @@ def smoothing_settings(args):
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.bridge_gaps is not None:
         overrides.update(bridge_gaps=True, max_gap=args.bridge_gaps)
+    if args.min_confidence is not None:
+        overrides.update(min_confidence=args.min_confidence)
+    if args.keep_flagged:
+        overrides.update(keep_flagged=True)
     return dataclasses.replace(PRESETS[args.smooth], **overrides)
 
 
@@ -147,6 +156,11 @@ def process_clip(args, bake_options, input_path, take_path, preview_path, output
             print(f"{input_path}: {len(take.frames())} frames, {note}" + (f" -> {take_path}" if take_path else ""))
     else:
         take = Take.load(take_path)
+    if not args.quiet:
+        from ddfa_blender.core.confidence import flagged_summary
+
+        settings = bake_options["smoothing"]
+        print(f"  {flagged_summary(take, settings.min_confidence, settings.keep_flagged)}")
     if preview_path:
         from ddfa_blender.core.preview import write_preview
 

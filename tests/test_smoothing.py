@@ -307,3 +307,61 @@ def test_settings_round_trip_and_reject_bad_values():
         SmoothingSettings(expression=-1.0)
     strengths = [PRESETS[name].rotation for name in ("none", "light", "default", "heavy")]
     assert strengths == sorted(strengths) and strengths[0] == 0.0
+
+
+def _excursion_take(face, rows, degrees=40.0, n=120):
+    """A take whose rows swing ``degrees`` of yaw away from the truth, marked low-confidence."""
+    truth = truth_channels(n)
+    rotation = truth[0].copy()
+    rotation[rows] = quaternion_multiply(quaternion_exp(np.radians([0.0, degrees, 0.0])), rotation[rows])
+    take = make_take(face, rotation, *truth[1:])
+    take.confidence[:] = 1.0
+    take.confidence[rows] = 0.1
+    return take, truth
+
+
+def test_flagged_rows_are_bridged_from_their_confident_neighbours(face):
+    take, truth = _excursion_take(face, slice(50, 62))
+    out = smooth_take(take, PRESETS["none"], face)
+    bridged = out.channels[smoothing.BRIDGED_CHANNEL]
+    np.testing.assert_array_equal(np.flatnonzero(bridged), np.arange(50, 62))
+    rotation = image_pose(out.param.astype(np.float64), out.roi).rotation
+    # Bridged from both sides: close to the true motion, nowhere near the 40-degree swing.
+    assert angle_deg(rotation[50:62], truth[0][50:62]).max() < 3.0
+    # Everything else is untouched (the none preset), and the flags stay for the bake.
+    np.testing.assert_array_equal(out.param[:50], take.param[:50])
+    np.testing.assert_array_equal(out.confidence, take.confidence)
+    assert out.valid[50:62].all()
+    # Kept: the flagged rows are baked as captured.
+    kept = smooth_take(take, dataclasses.replace(PRESETS["none"], keep_flagged=True), face)
+    np.testing.assert_array_equal(kept.param, take.param)
+    # A lower threshold does not flag them.
+    lenient = smooth_take(take, dataclasses.replace(PRESETS["none"], min_confidence=0.05), face)
+    np.testing.assert_array_equal(lenient.param, take.param)
+
+
+def test_flagged_rows_do_not_leak_into_the_smoothing(face):
+    take, truth = _excursion_take(face, slice(50, 62))
+    out = smooth_take(take, PRESETS["heavy"], face)
+    rotation = image_pose(out.param.astype(np.float64), out.roi).rotation
+    assert angle_deg(rotation[40:72], truth[0][40:72]).max() < 3.0
+    kept = smooth_take(take, dataclasses.replace(PRESETS["heavy"], keep_flagged=True), face)
+    kept_rotation = image_pose(kept.param.astype(np.float64), kept.roi).rotation
+    assert angle_deg(kept_rotation[45:50], truth[0][45:50]).max() > 5.0  # smeared by the swing
+
+
+def test_flagged_rows_at_the_ends_are_held_from_the_nearest_confident_row(face):
+    take, _ = _excursion_take(face, np.r_[0:5, 115:120])
+    out = smooth_take(take, PRESETS["none"], face)
+    pose = image_pose(out.param.astype(np.float64), out.roi)
+    assert angle_deg(pose.rotation[0:5], np.repeat(pose.rotation[5:6], 5, axis=0)).max() < 1e-3
+    assert angle_deg(pose.rotation[115:120], np.repeat(pose.rotation[114:115], 5, axis=0)).max() < 1e-3
+    np.testing.assert_allclose(out.param[0:5, 52:], np.repeat(take.param[5:6, 52:], 5, axis=0), atol=1e-5)
+
+
+def test_min_confidence_must_be_between_zero_and_one():
+    for bad in (-0.1, 1.5, "high"):
+        with pytest.raises(CaptureError, match="min_confidence"):
+            SmoothingSettings(min_confidence=bad)
+    settings = SmoothingSettings.from_dict({"min_confidence": 0.3, "keep_flagged": 1})
+    assert settings.min_confidence == 0.3 and settings.keep_flagged is True

@@ -15,6 +15,7 @@ import time
 from typing import Callable, Iterator
 
 from .. import __version__
+from .confidence import OCCLUSION_CHANNEL, occlusion_channel
 from .errors import CaptureCancelled, CaptureError
 from .face_model import FaceModel
 from .regressor import Regressor, resolve_model
@@ -131,6 +132,7 @@ def capture(
                 raise CaptureCancelled()
             observations = tracker.step(frame)
             extra = {c.name: c.extract(frame, observations) for c in options.channels}
+            extra[OCCLUSION_CHANNEL] = occlusion_channel(observations)
             builder.add(frame.number, frame.time, observations, extra)
             first_done = first_done or time.perf_counter()
             if progress is not None:

@@ -48,6 +48,7 @@ import numpy as np
 
 from .errors import CaptureError
 from .sources import Frame, FrameSource
+from .confidence import OCCLUSION_CHANNEL, occlusion_channel
 from .take import Take, TakeBuilder
 
 FILTERED_CHANNEL = "live_param"
@@ -423,7 +424,10 @@ class LiveSession:
             if builder is not None:
                 builder.add(
                     frame.number, frame.time, observations,
-                    {FILTERED_CHANNEL: {face.track_id: face.param for face in faces}},
+                    {
+                        FILTERED_CHANNEL: {face.track_id: face.param for face in faces},
+                        OCCLUSION_CHANNEL: occlusion_channel(observations),
+                    },
                 )
             self._processed += 1
             done_at = time.perf_counter()

@@ -42,6 +42,17 @@ Filter
     5 Hz for sigma = 0.06 s). A sigma under ~0.7 frame fits a quadratic through
     three samples, which changes nothing.
 
+Flagged frames
+    Rows whose confidence (:mod:`.confidence`) is under ``min_confidence``
+    are *flagged*: an occluded or misfitted frame is not baked as truth. They
+    are treated like gaps: left out of the smoothing, then filled from the
+    confident rows around them (interpolated between the two sides, whatever
+    the run's length; held from the one side at a track's start or end; next
+    to a gap without a face that is not bridged, held from the nearer side).
+    They stay valid and keep their own (low) confidence, so the bake can mark
+    them, and ``ch.bridged`` marks them. ``keep_flagged`` turns this off: the
+    flagged rows are smoothed and baked like any other.
+
 Segments and gaps
     Every track is smoothed separately. A track is cut into segments at every
     gap (rows with ``valid`` false) and at every re-detection that jumps
@@ -62,6 +73,7 @@ import math
 
 import numpy as np
 
+from .confidence import THRESHOLD as CONFIDENCE_THRESHOLD
 from .errors import CaptureError
 from .pose import (
     ImagePose,
@@ -89,7 +101,9 @@ class SmoothingSettings:
     Gaussian window in seconds (0 = off). ``bridge_gaps``: fill gaps of at most
     ``max_gap`` seconds by interpolation. ``split_jump``: a detected row whose
     landmarks moved more than this fraction of the face size since the
-    previous row starts a new segment.
+    previous row starts a new segment. ``min_confidence``: rows under this
+    confidence are flagged and bridged (see the module doc) unless
+    ``keep_flagged``.
     """
 
     rotation: float = 0.0
@@ -98,8 +112,15 @@ class SmoothingSettings:
     bridge_gaps: bool = False
     max_gap: float = 0.5
     split_jump: float = 0.05
+    min_confidence: float = CONFIDENCE_THRESHOLD
+    keep_flagged: bool = False
 
     def __post_init__(self):
+        if not (isinstance(self.min_confidence, (int, float)) and 0 <= self.min_confidence <= 1):
+            raise CaptureError(
+                f"Smoothing setting 'min_confidence' must be a number from 0 to 1, "
+                f"got {self.min_confidence!r}."
+            )
         for name in ("rotation", "translation", "expression", "max_gap", "split_jump"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -251,14 +272,18 @@ def smooth_take(take: Take, settings: SmoothingSettings, face_model) -> Take:
 
     ``face_model`` (:class:`.face_model.FaceModel`) rebuilds the landmarks of
     the changed rows. With the ``none`` preset (nothing smoothed, no bridging)
-    the result equals the input bit for bit. The settings used are recorded in
-    ``meta["smoothing"]``.
+    and no flagged row (or ``keep_flagged``) the result equals the input bit
+    for bit. The settings used are recorded in ``meta["smoothing"]``.
     """
     result = take.rows(np.ones(len(take), dtype=bool))
     result.meta = {**take.meta, "smoothing": settings.to_dict()}
 
     usable = take.valid & np.isfinite(take.param).all(axis=1) & np.isfinite(take.roi).all(axis=1)
+    flagged = np.zeros(len(take), dtype=bool)
+    if not settings.keep_flagged:
+        flagged = usable & (np.nan_to_num(take.confidence, nan=1.0) < settings.min_confidence)
     pose = image_pose(np.where(usable[:, None], take.param, np.nan), take.roi)
+    usable &= ~flagged
     rotation = pose.rotation.copy()
     translation = np.concatenate([pose.translation, np.log(pose.scale)[:, None]], axis=1)
     expression = np.concatenate(
@@ -286,24 +311,48 @@ def smooth_take(take: Take, settings: SmoothingSettings, face_model) -> Take:
             expression[span] = smooth_series(seg_times, expression[span], settings.expression)
             if settings.smooths:
                 changed[span] = True
-        if not settings.bridge_gaps:
+        if not segments:
             continue
-        for (_, before_stop), (after_start, _) in zip(segments[:-1], segments[1:]):
-            missing = after_start - before_stop
-            if missing == 0 or missing / take.fps > settings.max_gap + 1e-9:
-                continue
-            left, right = offset + before_stop - 1, offset + after_start
-            gap = np.arange(left + 1, right)
-            fraction = (times[gap - offset] - times[left - offset]) / (
-                times[right - offset] - times[left - offset]
-            )
-            rotation[gap] = slerp(rotation[left], rotation[right], fraction)
-            for values in (translation, expression, shape, roi, quality):
-                values[gap] = values[left] + fraction.reshape(-1, *([1] * (values.ndim - 1))) * (
-                    values[right] - values[left]
+        groups = (translation, expression, shape, roi, quality)
+
+        def fill(rows_to_fill, left, right):
+            """Rows (absolute) from ``left`` to ``right`` (absolute rows; equal: hold one)."""
+            fraction = np.zeros(len(rows_to_fill))
+            if right != left:
+                fraction = (times[rows_to_fill - offset] - times[left - offset]) / (
+                    times[right - offset] - times[left - offset]
                 )
-            changed[gap] = True
-            bridged[gap] = True
+            rotation[rows_to_fill] = slerp(rotation[left], rotation[right], fraction)
+            for values in groups:
+                values[rows_to_fill] = values[left] + np.reshape(
+                    fraction, (-1, *([1] * (values.ndim - 1)))
+                ) * (values[right] - values[left])
+            changed[rows_to_fill] = True
+            bridged[rows_to_fill] = True
+
+        ends = [(None, segments[0][0])]
+        ends += [(stop, start) for (_, stop), (start, _) in zip(segments[:-1], segments[1:])]
+        ends.append((segments[-1][1], None))
+        for before_stop, after_start in ends:
+            low = 0 if before_stop is None else before_stop
+            high = len(times) if after_start is None else after_start
+            gap = np.arange(low, high) + offset
+            if len(gap) == 0:
+                continue
+            flagged_here = flagged[gap]
+            whole = before_stop is not None and after_start is not None and (
+                flagged_here.all()
+                or (settings.bridge_gaps and len(gap) / take.fps <= settings.max_gap + 1e-9)
+            )
+            if whole:
+                fill(gap, offset + before_stop - 1, offset + after_start)
+                continue
+            for row in gap[flagged_here]:  # hold from the nearer confident side
+                near_left = before_stop is not None and (
+                    after_start is None or row - (offset + before_stop - 1) <= offset + after_start - row
+                )
+                end = offset + before_stop - 1 if near_left else offset + after_start
+                fill(np.array([row]), end, end)
 
     if changed.any():
         smoothed_pose = ImagePose(
@@ -320,10 +369,11 @@ def smooth_take(take: Take, settings: SmoothingSettings, face_model) -> Take:
         result.lmk68[changed] = landmarks_image(
             face_model, result.param[changed], result.roi[changed]
         )
-    if bridged.any():
-        result.valid[bridged] = True
-        result.detected[bridged] = False
-        result.quality[bridged] = quality[bridged]
-    if settings.bridge_gaps:
+    filled_gap = bridged & ~take.valid  # flagged rows keep their own flags and quality
+    if filled_gap.any():
+        result.valid[filled_gap] = True
+        result.detected[filled_gap] = False
+        result.quality[filled_gap] = quality[filled_gap]
+    if settings.bridge_gaps or flagged.any():
         result.channels = {**result.channels, BRIDGED_CHANNEL: bridged}
     return result

@@ -35,6 +35,13 @@ frame, sorted by track then frame, so ``for_track`` is a contiguous slice.
     ``quality``   float32 (N,), mean distance in 120-px crop pixels between the
                   network's landmark head and the landmarks of ``param``; small
                   (< 1) on a well-tracked face.
+    ``confidence`` float32 (N,), how far the row can be trusted, 0..1 (NaN on
+                  invalid rows): the product of the evidence factors of
+                  :mod:`.confidence` (heads agreement, occlusion, landmarks
+                  outside the image, implausible motion or expression against
+                  the neighbours, MediaPipe finding no face). Rows under 0.5
+                  are *flagged*. Takes written before this field existed get
+                  it computed from their own rows when loaded.
 
 Extension channels: any array named ``ch.<name>`` with N rows (for example
 ``ch.mp_blendshapes`` (N, 52)); its column names, if any, are listed in
@@ -69,7 +76,10 @@ _ROW_SPECS = {
     "roi": (np.float32, (4,)),
     "lmk68": (np.float32, (N_LANDMARKS, 3)),
     "quality": (np.float32, ()),
+    "confidence": (np.float32, ()),
 }
+# Row fields a take may lack (older takes): computed when absent.
+_OPTIONAL_ROWS = ("confidence",)
 
 
 @dataclasses.dataclass
@@ -87,6 +97,7 @@ class Take:
     roi: np.ndarray
     lmk68: np.ndarray
     quality: np.ndarray
+    confidence: np.ndarray | None = None  # None: computed from the rows (see .confidence)
     model: str = ""
     source: str = ""
     meta: dict = dataclasses.field(default_factory=dict)
@@ -94,6 +105,9 @@ class Take:
     version: str = ""
 
     def __post_init__(self):
+        compute_confidence = self.confidence is None
+        if compute_confidence:
+            self.confidence = np.full(len(np.asarray(self.frame)), np.nan, dtype=np.float32)
         for name, (dtype, tail) in _ROW_SPECS.items():
             setattr(self, name, np.asarray(getattr(self, name), dtype=dtype))
         self.fps = float(self.fps)
@@ -104,6 +118,10 @@ class Take:
             from .. import __version__
 
             self.version = __version__
+        if compute_confidence:
+            from .confidence import take_confidence
+
+            self.confidence = take_confidence(self)
 
     def __len__(self):
         return len(self.frame)
@@ -192,7 +210,9 @@ class Take:
                 f"{path} was written by a newer ddfa-blender (take version {found}, "
                 f"this one reads up to {TAKE_VERSION}); update the add-on."
             )
-        missing = [k for k in (*_ROW_SPECS, "fps", "image_size") if k not in contents]
+        missing = [
+            k for k in (*_ROW_SPECS, "fps", "image_size") if k not in contents and k not in _OPTIONAL_ROWS
+        ]
         if missing:
             raise CaptureError(f"{path} is an incomplete take: missing {', '.join(missing)}.")
         channels = {
@@ -208,7 +228,7 @@ class Take:
             version=str(contents.get("version", "")),
             meta=json.loads(str(contents["meta"])) if "meta" in contents else {},
             channels=channels,
-            **{name: contents[name] for name in _ROW_SPECS},
+            **{name: contents.get(name) for name in _ROW_SPECS},
         )
 
 
@@ -269,6 +289,7 @@ class TakeBuilder:
         track_ids = sorted(self._seen) or [0]
         n_frames = len(self._frames)
         rows = empty_rows(n_frames * len(track_ids))
+        rows.pop("confidence")  # computed by Take from the finished rows and channels
         numbers = np.array([f[0] for f in self._frames], dtype=np.int64)
         times = np.array([f[1] for f in self._frames], dtype=np.float64)
         channels = {}

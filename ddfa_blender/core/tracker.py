@@ -14,6 +14,17 @@ a track or when one is lost. A track is lost when
 * the face's size jumps between frames (``max_size_change``), which tracking a
   real face at video rates does not do.
 
+Occlusion
+    Each track scores how much of its face no longer looks like itself
+    (:class:`.occlusion.AppearanceMonitor`; the score is recorded with the
+    observation and feeds the take's confidence, :mod:`.confidence`). While a
+    face scores above ``HOLD_OCCLUSION`` (a hand or an object over it), its
+    landmarks are not trusted to frame the next crop: the crop stays where
+    the face last looked like itself (for at most
+    :data:`.occlusion.RELEARN_SECONDS`), so the track does not wander off
+    with the occluder, and such frames feed neither the identity nor the
+    re-identification motion.
+
 A lost face is looked for again by the detector on the same frame. A new
 track starts only where the heads agree closely (``START_QUALITY_PX``): on the
 test media real faces start at 0.2-0.7 px, while detector false positives
@@ -50,6 +61,7 @@ import numpy as np
 
 from .detector import Detection, box_iou
 from .face_model import FaceModel
+from .occlusion import RELEARN_SECONDS, AppearanceMonitor, VertexProbe
 from .reconstruct import (
     CROP_SIZE,
     crop_affine,
@@ -92,10 +104,18 @@ REID_MAX_FACES_AWAY = 3.0
 REID_IDENTITY_PER_FACE = 0.15
 VELOCITY_SMOOTHING = 0.5
 
+# An occlusion score above this holds the crop (see the module doc); the take's
+# confidence (:mod:`.confidence`) flags such frames from 0.095 on.
+HOLD_OCCLUSION = 0.095
+
 
 @dataclasses.dataclass
 class FaceObservation:
-    """One tracked face on one frame (units as in :mod:`.take`)."""
+    """One tracked face on one frame (units as in :mod:`.take`).
+
+    ``occlusion``: the occlusion score 0..1 of :mod:`.occlusion` (NaN while
+    the track's appearance is still being learned).
+    """
 
     track_id: int
     param: np.ndarray
@@ -103,6 +123,7 @@ class FaceObservation:
     lmk68: np.ndarray
     quality: float
     detected: bool
+    occlusion: float = float("nan")
 
 
 @dataclasses.dataclass
@@ -113,6 +134,8 @@ class _Track:
     roi: np.ndarray  # crop box for the next frame
     box: np.ndarray  # landmark bounding box on the last frame it was seen
     last_time: float
+    monitor: AppearanceMonitor | None = None
+    visible_time: float = 0.0  # last time the face was not occluded
     identities: collections.deque = dataclasses.field(
         default_factory=lambda: collections.deque(maxlen=IDENTITY_FRAMES)
     )
@@ -203,6 +226,8 @@ class FaceTracker:
         self.regressor_calls = 0
         self.detector_calls = 0
         self._identity_spread = np.asarray(regressor.param_std, dtype=np.float64)[SHAPE]
+        self._probe = VertexProbe(face)
+        self._image_size = (0, 0)  # (width, height) of the frame being tracked
         self._active: list[_Track] = []
         self._lost: list[_Track] = []
         self._next_id = 0
@@ -218,6 +243,7 @@ class FaceTracker:
         """Observations for one frame, sorted by track id."""
         observations: list[FaceObservation] = []
         lost_now = False
+        self._image_size = (frame.image.shape[1], frame.image.shape[0])
         if self._active:
             results = self._regress(frame.image, np.stack([t.roi for t in self._active]))
             kept = []
@@ -270,7 +296,13 @@ class FaceTracker:
         quality = np.linalg.norm(lmk_crop[..., :2] - network_landmarks_crop(out.raw_lmk), axis=-1).mean(axis=-1)
         lmk_image = crop_to_image(lmk_crop, rois)
         return [
-            {"param": out.param[i], "roi": np.asarray(rois[i], dtype=np.float64), "lmk68": lmk_image[i], "quality": float(quality[i])}
+            {
+                "param": out.param[i],
+                "roi": np.asarray(rois[i], dtype=np.float64),
+                "lmk68": lmk_image[i],
+                "quality": float(quality[i]),
+                "crop": crops[i],
+            }
             for i in range(len(rois))
         ]
 
@@ -315,13 +347,24 @@ class FaceTracker:
         """Update ``track`` with this frame's result.
 
         ``clean``: the face overlaps no other; only clean frames of good quality
-        feed the identity, the position and the velocity used for re-identification.
+        that are not occluded feed the identity, the position and the velocity
+        used for re-identification.
         """
-        track.roi = roi_from_landmarks(result["lmk68"])
+        if track.monitor is None:
+            track.monitor = AppearanceMonitor(self._probe)
+            track.visible_time = time
+        occlusion = track.monitor.update(
+            result["crop"], result["param"], result["roi"], self._image_size, time
+        )
+        occluded = occlusion > HOLD_OCCLUSION
+        if not occluded:
+            track.visible_time = time
+        if not occluded or time - track.visible_time > RELEARN_SECONDS:
+            track.roi = roi_from_landmarks(result["lmk68"])
         track.box = landmark_box(result["lmk68"])
         track.last_time = time
         track.qualities.append(result["quality"])
-        if clean and result["quality"] <= IDENTITY_QUALITY_PX:
+        if clean and not occluded and result["quality"] <= IDENTITY_QUALITY_PX:
             track.identities.append(np.asarray(result["param"][SHAPE], dtype=np.float64))
             centre = box_centre(track.box)
             elapsed = time - track.clean_time
@@ -336,6 +379,7 @@ class FaceTracker:
             result["lmk68"],
             result["quality"],
             detected,
+            occlusion,
         )
 
     def _start_tracks(self, image, time: float) -> list[FaceObservation]:
