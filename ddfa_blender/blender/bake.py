@@ -29,7 +29,7 @@ import numpy as np
 
 from ..core import pose as pose_mod
 from ..core.errors import CaptureError
-from . import animation, bake_channels, mesh, properties, scene as scene_mod
+from . import animation, bake_channels, mesh, properties, review, scene as scene_mod
 
 TRANSFORM_GROUP = "Object Transforms"
 SHAPE_GROUP = "Expression"
@@ -124,6 +124,7 @@ def bake_take(
 
     undo = _Undo(scene)
     take_animation = animation.TakeAnimation(action_name(name, track))
+    replaced_markers = None
     try:
         obj = target
         if obj is None:
@@ -163,8 +164,13 @@ def bake_take(
             take_path=take_path, start_frame=start_frame, missing=missing,
             key_camera=key_camera, footage=footage, lean_keys=lean_keys,
         )
+        # Flagged frames: timeline markers and the confidence curve (blender/review.py).
+        threshold = smoothing.min_confidence if smoothing is not None else review.THRESHOLD
+        replaced_markers = review.mark_flagged(scene, obj, source, start_frame, frame_origin, threshold)
         take_animation.commit()
     except BaseException:
+        if replaced_markers is not None:
+            review.restore_markers(scene, obj, replaced_markers)
         take_animation.discard()
         undo.rollback()
         raise

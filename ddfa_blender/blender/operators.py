@@ -20,7 +20,7 @@ from bpy.props import BoolProperty
 
 from ..core.errors import CaptureCancelled, CaptureError
 from ..core.take import parse_tracks
-from . import bake, preferences, progress, properties
+from . import bake, preferences, progress, properties, review
 
 TIMER_STEP_S = 0.1
 TAKES_SUBFOLDER = "takes"
@@ -265,7 +265,8 @@ class DDFA_OT_capture(_WorkerOperator, bpy.types.Operator):
             objects = bake.bake_tracks(context.scene, take, tracks=parse_tracks(settings.tracks), **options)
         _select_only(context, objects)
         frames = len(take.frames())
-        self.report({"INFO"}, f"Captured {frames} frames into {', '.join(o.name for o in objects)}")
+        self.report({"INFO"}, f"Captured {frames} frames into {', '.join(o.name for o in objects)}"
+                    + _flagged_note(objects))
         return {"FINISHED"}
 
     def abandon(self, context):
@@ -284,6 +285,12 @@ def _capture_work(source, options, take_path):
         return take, load_face_model(options.models_dir)
 
     return work
+
+
+def _flagged_note(objects) -> str:
+    """``"; N flagged frames (timeline markers)"`` for baked faces with flagged frames, else ""."""
+    flagged = sum(int(obj.get(review.FLAGGED_PROPERTY, 0)) for obj in objects)
+    return f"; {flagged} flagged frame{'s' if flagged != 1 else ''} (timeline markers)" if flagged else ""
 
 
 def _select_only(context, objects) -> None:
@@ -337,7 +344,7 @@ class DDFA_OT_resmooth(bpy.types.Operator):
             self.report({"ERROR"}, str(err))
             return {"CANCELLED"}
         samples, keys = obj[bake.KEY_COUNTS_PROPERTY]
-        self.report({"INFO"}, f"Re-smoothed {obj.name}: {keys} keys for {samples} samples")
+        self.report({"INFO"}, f"Re-smoothed {obj.name}: {keys} keys for {samples} samples" + _flagged_note([obj]))
         return {"FINISHED"}
 
 

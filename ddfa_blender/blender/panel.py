@@ -7,7 +7,7 @@ is a baked face): its take, its smoothing settings and Re-smooth.
 
 import bpy
 
-from . import operators, preferences, properties
+from . import operators, preferences, properties, review
 
 CATEGORY = "Face Capture"
 
@@ -28,6 +28,22 @@ def _draw_smoothing(layout, smoothing) -> None:
     sub = row.row(align=True)
     sub.active = smoothing.bridge_gaps
     sub.prop(smoothing, "max_gap", text="Max")
+    _draw_flagged(layout, smoothing)
+
+
+def _draw_flagged(layout, smoothing) -> None:
+    """Flagged-frame settings (see ``..core.confidence``)."""
+    layout.prop(smoothing, "min_confidence")
+    layout.prop(smoothing, "keep_flagged")
+
+
+def _draw_flagged_count(layout, obj) -> None:
+    """How many frames of a baked face are flagged (marked on the timeline)."""
+    if review.FLAGGED_PROPERTY not in obj:
+        return
+    flagged = int(obj[review.FLAGGED_PROPERTY])
+    text = f"{flagged} flagged frame{'s' if flagged != 1 else ''}: see the markers" if flagged else "No flagged frames"
+    layout.label(text=text, icon="ERROR" if flagged else "CHECKMARK")
 
 
 class DDFA_PT_capture(bpy.types.Panel):
@@ -113,6 +129,7 @@ class DDFA_PT_captured_face(bpy.types.Panel):
         layout.prop(stored, "take_path")
         layout.label(text=f"Track {stored.track}")
         _draw_smoothing(layout, stored.smoothing)
+        _draw_flagged_count(layout, operators.captured_object(context))
         layout.prop(stored, "missing")
         layout.prop(stored, "lean_keys")
         row = layout.row()

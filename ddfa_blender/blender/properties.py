@@ -27,7 +27,10 @@ from bpy.props import (
 
 from ..core.smoothing import PRESETS, SmoothingSettings
 
-SMOOTHING_FIELDS = ("rotation", "translation", "expression", "bridge_gaps", "max_gap", "split_jump")
+SMOOTHING_FIELDS = (
+    "rotation", "translation", "expression", "bridge_gaps", "max_gap", "split_jump",
+    "min_confidence", "keep_flagged",
+)
 _DEFAULT = PRESETS["default"]
 PRESET_ITEMS = [
     ("none", "None", "No smoothing: the take as captured"),
@@ -83,6 +86,18 @@ class DDFA_SmoothingProperties(bpy.types.PropertyGroup):
         name="Jump Split", description="A re-detection moving the face more than this fraction "
         "of its size starts a new segment (never smoothed across)",
         default=_DEFAULT.split_jump, min=0.0, soft_max=0.5, precision=3,
+    )
+    # Flagged frames (trust issue): see ..core.confidence and ..core.smoothing.
+    min_confidence: FloatProperty(
+        name="Flag Below", description="Frames whose confidence (0..1: occlusion, implausible motion, "
+        "the network's heads disagreeing) is under this are flagged: marked on the timeline and "
+        "bridged from their neighbours",
+        default=_DEFAULT.min_confidence, min=0.0, max=1.0, precision=2,
+    )
+    keep_flagged: BoolProperty(
+        name="Keep Flagged", description="Bake flagged frames as captured instead of bridging them "
+        "(they stay marked on the timeline)",
+        default=_DEFAULT.keep_flagged,
     )
 
 
