@@ -31,8 +31,10 @@ sequences of the same performer share an identity and differ in ``seed``
 
 What a sequence varies (all from its seeds):
 
-* identity: overall scale (0.92-1.08), proportions (a 3x3x3 lattice
-  jittered by up to 6 mm and stretched 0.93-1.07 per axis), skin, brow, lip
+* identity: overall scale (0.92-1.08), proportions (the face stretched
+  0.93-1.07 per axis and warped by five smooth bumps of up to 4 mm, mirrored
+  left/right, with the warp's rigid part removed so that it turns nothing:
+  the truth rotation stays the face's own), skin, brow, lip
   and iris colours, and a resting face of 0-3 of the avatar's own keys held
   at 0.05-0.25 (not part of the truth: the truth is the expression on top
   of this performer's neutral face);
@@ -109,7 +111,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # Bump when the rendered images or the truth change for the same spec.
-RENDERER_VERSION = 1
+RENDERER_VERSION = 2
 SHARED = pathlib.Path(os.environ.get("DDFA_SHARED", ROOT.parent / "shared"))
 DEFAULT_AVATAR = SHARED / "data" / "avatars" / "ict_facekit_arkit.blend"
 DEFAULT_LANDMARKS = SHARED / "data" / "avatars" / "ict_landmarks68.json"
@@ -217,6 +219,7 @@ def render(spec: SequenceSpec, *, cache=None, avatar=DEFAULT_AVATAR, landmarks=D
     if (folder / "truth.npz").is_file() and (folder / "video.mp4").is_file():
         return SyntheticSequence(folder, spec)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    _remove_abandoned(folder.parent)
     work = pathlib.Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     try:
         command = [sys.executable, str(pathlib.Path(__file__).resolve()), "--child",
@@ -239,6 +242,18 @@ def render(spec: SequenceSpec, *, cache=None, avatar=DEFAULT_AVATAR, landmarks=D
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
     return SyntheticSequence(folder, spec)
+
+
+def _remove_abandoned(cache: pathlib.Path, hours: float = 6.0) -> None:
+    """Delete temporary render folders (``.<key>-*``) left by runs killed long ago."""
+    import time
+
+    for path in cache.glob(".*-*"):
+        try:
+            if path.is_dir() and time.time() - path.stat().st_mtime > hours * 3600:
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
 
 
 # -- curves (pure numpy, deterministic from the seeds) ----------------------------------
@@ -469,7 +484,9 @@ def identity_params(spec: SequenceSpec) -> dict:
     return {
         "scale": float(rng.uniform(0.92, 1.08)),
         "stretch": [float(v) for v in rng.uniform(0.93, 1.07, 3)],
-        "lattice_jitter_m": [[float(v) for v in p] for p in rng.uniform(-0.006, 0.006, (27, 3))],
+        "bumps": [{"landmark": int(rng.integers(68)), "offset_m": [float(v) for v in rng.uniform(-0.01, 0.01, 3)],
+                   "radius_m": float(rng.uniform(0.015, 0.035)),
+                   "displacement_m": [float(v) for v in rng.uniform(-0.004, 0.004, 3)]} for _ in range(5)],
         "skin": [float(v) for v in np.clip(skin, 0, 1)],
         "brow_darkness": float(rng.uniform(0.35, 0.8)),
         "lip_tint": float(rng.uniform(0.15, 0.4)),
@@ -556,6 +573,48 @@ def _hidden_vertices(co, by_vertex, names) -> tuple[np.ndarray, np.ndarray]:
         nearest = np.argmin(np.linalg.norm(co[:, None, :] - centres[None], axis=2), axis=1)
         target = centres[nearest]
     return hidden, target
+
+
+def identity_warp(co, by_vertex, names, landmarks, identity) -> np.ndarray:
+    """Displacements (V, 3) of the rest mesh (local frame, metres) that give the performer's proportions.
+
+    A stretch about the face's centre and smooth Gaussian bumps (mirrored
+    across the face's midline x = 0), minus the warp's best rigid motion over
+    the face (Kabsch), so the warped face keeps the rest pose: the truth
+    rotation is the face's own. Eyeballs move rigidly with their centres.
+    """
+    index = {name: i for i, name in enumerate(names)}
+    lm = co[landmarks]
+    centre = lm.mean(axis=0)
+    warp = (co - centre) * (np.array(identity["stretch"]) - 1.0)
+    for bump in identity["bumps"]:
+        middle = lm[bump["landmark"]] + np.array(bump["offset_m"])
+        displacement = np.array(bump["displacement_m"])
+        pairs = [(middle, displacement)]
+        if abs(middle[0]) > 0.01:
+            pairs.append((middle * [-1, 1, 1], displacement * [-1, 1, 1]))
+        else:
+            pairs = [(middle * [0, 1, 1], displacement * [0, 1, 1])]
+        for at, move in pairs:
+            weight = np.exp(-np.sum((co - at) ** 2, axis=1) / (2 * bump["radius_m"] ** 2))
+            warp += weight[:, None] * move
+    face = by_vertex == index.get("M_Face", -1)
+    rotation, shift = _rigid_fit(co[face], co[face] + warp[face])
+    warp = (co + warp - shift) @ rotation - co  # undo the fitted motion exactly
+    for rows, ball, _ in _eyes(co, by_vertex, names):
+        near = np.linalg.norm(co - ball, axis=1) < 0.0135
+        eye = near & ~face
+        warp[eye] = warp[rows].mean(axis=0)
+    return warp
+
+
+def _rigid_fit(a, b):
+    """Rotation and translation (Kabsch) with ``b ~ a @ R.T + t``."""
+    ca, cb = a.mean(axis=0), b.mean(axis=0)
+    u, _, vt = np.linalg.svd((a - ca).T @ (b - cb))
+    d = np.sign(np.linalg.det(vt.T @ u.T))
+    rotation = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    return rotation, cb - ca @ rotation.T
 
 
 def _inside_polygon(points, polygon) -> np.ndarray:
@@ -657,22 +716,13 @@ def _render_child(spec: SequenceSpec, out: pathlib.Path, avatar: str, landmark_f
     if hasattr(mesh.color_attributes, "render_color_index"):
         mesh.color_attributes.render_color_index = mesh.color_attributes.active_color_index
 
-    # Proportions: a lattice over the mesh (local frame), parented so it moves with the head.
-    lo, hi = basis.min(axis=0), basis.max(axis=0)
-    lattice_data = bpy.data.lattices.new("identity")
-    lattice_data.points_u = lattice_data.points_v = lattice_data.points_w = 3
-    lattice = bpy.data.objects.new("identity", lattice_data)
-    scene.collection.objects.link(lattice)
-    lattice.parent = head
-    lattice.location = tuple((lo + hi) / 2.0)
-    lattice.scale = tuple((hi - lo) * 1.02)
-    stretch = np.array(identity["stretch"])
-    jitter = np.array(identity["lattice_jitter_m"]) / ((hi - lo) * 1.02)
-    for point, offset in zip(lattice_data.points, jitter):
-        rest = np.array(point.co)
-        point.co_deform = tuple(rest * stretch + offset)
-    modifier = head.modifiers.new("identity", "LATTICE")
-    modifier.object = lattice
+    # Proportions: the same displacement added to every key (expressions unchanged).
+    warp = identity_warp(basis, by_vertex, names, landmarks, identity)
+    for block in blocks:
+        co = np.empty(n_vert * 3, np.float32)
+        block.data.foreach_get("co", co)
+        block.data.foreach_set("co", (co.reshape(-1, 3) + warp).ravel())
+    mesh.update()
 
     # Camera: at the face's height, looking along +Y (Blender's capture convention).
     rest_world = np.array(head.matrix_world)

@@ -78,6 +78,23 @@ def test_hold_drives_only_the_named_keys():
         sh.expression_curves(sh.SequenceSpec(seed=1, hold=(("smile", 1.0),)))
 
 
+def test_identity_warp_changes_proportions_but_turns_nothing():
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(3000, 3)) * [0.07, 0.09, 0.05]  # a face-sized cloud, local frame
+    names = ["M_Face"]
+    by_vertex = np.zeros(len(points), int)
+    landmarks = np.arange(68)
+    identity = sh.identity_params(sh.SequenceSpec(seed=4321))
+    warp = sh.identity_warp(points, by_vertex, names, landmarks, identity)
+    assert 0.001 < np.abs(warp).max() < 0.02  # millimetres to a centimetre or so
+    rotation, shift = sh._rigid_fit(points, points + warp)
+    np.testing.assert_allclose(rotation, np.eye(3), atol=1e-9)
+    np.testing.assert_allclose(shift, 0.0, atol=1e-9)
+    turn = sh.rotation_matrix([10.0, -5.0, 3.0])
+    found, _ = sh._rigid_fit(points, points @ turn.T + 0.01)
+    np.testing.assert_allclose(found, turn, atol=1e-9)
+
+
 @pytest.fixture(scope="module")
 def tiny_sequence(shared_dir, tmp_path_factory):
     """Eight frames at 320x180: a still head that smiles on its left side after 4 neutral frames."""
