@@ -6,7 +6,7 @@
 
 The job's settings come from the ``DDFA_JOB_*`` variables its environment
 sets (see ``farm/job_settings.py``). With ``DDFA_JOB_RUNNER=blender`` this
-script starts Blender (``blender -b --python-exit-code 1 -P farm/job_step.py
+script starts Blender (``blender -b -q --python-exit-code 1 -P farm/job_step.py
 -- ...``) and does the work inside it, with the packages of the installed
 extension; otherwise it works in this interpreter. Exit codes: 0 done, 1 a
 problem (one line on stderr naming it and the fix), 130 interrupted (SIGINT
@@ -91,19 +91,32 @@ def run_in_blender(blender: str, argv: list[str]) -> int:
     """Run this script with ``argv`` inside Blender in the background; Blender's exit code.
 
     Not ``--factory-startup``: the ddfa-blender extension must load from the
-    user's preferences for its packages to be importable. SIGTERM and SIGINT
-    are passed on to Blender, so a canceled task stops it cleanly.
+    user's preferences for its packages to be importable. Blender's output is
+    passed through line by line; when it fails, its last ``error:`` line is
+    repeated at the end, because Blender prints its version line (buffered C
+    output) after everything the script wrote. SIGTERM and SIGINT are passed
+    on to Blender, so a canceled task stops it cleanly.
     """
-    command = [blender, "-b", "--python-exit-code", "1", "-P", os.path.abspath(__file__), "--", *argv]
+    command = [blender, "-b", "-q", "--python-exit-code", "1", "-P", os.path.abspath(__file__), "--", *argv]
     try:
-        child = subprocess.Popen(command, env={**os.environ, IN_BLENDER: "1"})
+        child = subprocess.Popen(command, env={**os.environ, IN_BLENDER: "1"}, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True, errors="replace")
     except OSError as err:
         print(f"error: cannot start Blender ({blender}: {err.strerror}) on {platform.node()}: "
               "set the job's Blender parameter to the Blender executable on the workers.", file=sys.stderr)
         return 1
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda signum, frame: child.send_signal(signum))
-    return child.wait()
+    error, last = "", ""
+    for line in child.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        last = line.rstrip("\n")
+        error = last if last.startswith("error: ") else error
+    code = child.wait()
+    if code != 0 and error and last != error:
+        print(error, file=sys.stderr)
+    return code
 
 
 def _interrupt(signum, frame):

@@ -44,17 +44,19 @@ def _software(inside_blender: bool) -> str:
     if sys.version_info[:2] < MIN_PYTHON:
         raise CaptureError(f"Python {python} is too old: ddfa-blender needs Python 3.11 or later.")
     found = [f"ddfa-blender {__version__}", f"Python {python}"]
+    importer = sys.executable
     if inside_blender:
         import bpy
 
         if bpy.app.version < MIN_BLENDER:
             raise CaptureError(f"Blender {bpy.app.version_string} is too old: use Blender 4.2 or later.")
         found.append(f"Blender {bpy.app.version_string}")
+        importer = f"Blender {bpy.app.version_string} (Python {python})"
     for name in PACKAGES + (() if inside_blender else ("bpy",)):
         try:
             module = importlib.import_module(name)
         except Exception as err:  # an ImportError, or a binary that fails while loading
-            raise CaptureError(f"{sys.executable} cannot import {name} ({err}): " + _package_fix(inside_blender))
+            raise CaptureError(f"{importer} cannot import {name} ({err}): " + _package_fix(inside_blender))
         version = module.app.version_string if name == "bpy" else getattr(module, "__version__", "?")
         found.append(f"{name} {version}")
     return ", ".join(found)

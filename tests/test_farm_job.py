@@ -243,14 +243,17 @@ def test_blender_runner_runs_every_step_inside_blender(tmp_path, shared_dir, mod
     """Runner blender: job_step.py starts Blender with the job and works inside it.
 
     The Blender executable is stood in for by a script that logs its command
-    line and runs the script Blender was given (-P) with this environment's
-    Python and its real bpy module; the real Blender binary is not on this
-    machine's path.
+    line, runs the script Blender was given (-P) with this environment's
+    Python and its real bpy module, then prints a version line as Blender
+    does after everything else; the real Blender binary is not on this
+    machine's path (a real Blender 4.3.2 run of the worker check is in the
+    farm report).
     """
     clips = linked_clips(tmp_path / "clips", shared_dir, {"single_face.mp4": "single_face.mp4"})
     calls = tmp_path / "blender_calls.txt"
     blender = tmp_path / "blender_cli_stand_in.sh"
-    blender.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nshift 4\nexec {sys.executable} "$@"\n')
+    blender.write_text(f'#!/bin/sh\necho "$@" >> {calls}\nshift 5\n{sys.executable} "$@"\ncode=$?\n'
+                       'echo "Blender 5.0.1"\nexit $code\n')
     blender.chmod(0o755)
     out = tmp_path / "out"
     parameters = parameters_file(tmp_path, clips, out, models_dir, ClipCount=1, Runner="blender", Blender=str(blender))
@@ -259,10 +262,16 @@ def test_blender_runner_runs_every_step_inside_blender(tmp_path, shared_dir, mod
     lines = calls.read_text().splitlines()
     step = ROOT / "farm" / "job_step.py"
     assert [line.split(" --path-mapping")[0] for line in lines] == [
-        f"-b --python-exit-code 1 -P {step} -- {command}" for command in ("check", "capture 1-1", "summary")]
+        f"-b -q --python-exit-code 1 -P {step} -- {command}" for command in ("check", "capture 1-1", "summary")]
     printed = output_lines(log)
     assert any(line.startswith("worker check: ddfa-blender") and ", Blender 5." in line for line in printed)
     assert json.loads((out / "summary.json").read_text())["ok"] == 1
+
+    wrong_count = parameters_file(tmp_path, clips, out, models_dir, ClipCount=2, Runner="blender",
+                                  Blender=str(blender))
+    code, log = openjd("run", TEMPLATE, "-p", wrong_count)
+    printed = action_outputs(log)[0]
+    assert code != 0 and printed[-1].startswith("error: worker check failed on ") and "made for 2" in printed[-1]
 
     missing = parameters_file(tmp_path, clips, out, models_dir, ClipCount=1, Runner="blender",
                               Blender=str(tmp_path / "no-blender"))
