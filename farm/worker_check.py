@@ -22,6 +22,7 @@ from ddfa_blender.core.errors import CaptureError
 from .capture_chunk import job_clips
 from .job_settings import JobSettings, split_avatar
 
+PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MIN_PYTHON = (3, 11)
 MIN_BLENDER = (4, 2, 0)
 PACKAGES = ("numpy", "cv2", "onnxruntime", "mediapipe")
@@ -30,6 +31,8 @@ PACKAGES = ("numpy", "cv2", "onnxruntime", "mediapipe")
 def check_worker(settings: JobSettings, inside_blender: bool) -> list[str]:
     """Check this worker for ``settings``; the lines to log. Raises ``CaptureError``."""
     lines = [_software(inside_blender)]
+    if not inside_blender:
+        lines += [f"warning: {problem}" for problem in _unpinned_packages()]
     lines.append(_models(settings))
     _options(settings)
     clips = job_clips(settings)
@@ -60,6 +63,27 @@ def _software(inside_blender: bool) -> str:
         version = module.app.version_string if name == "bpy" else getattr(module, "__version__", "?")
         found.append(f"{name} {version}")
     return ", ".join(found)
+
+
+def _unpinned_packages() -> list[str]:
+    """Packages whose installed version differs from the project's runtime lock file
+    (workers that differ may not give identical takes)."""
+    from importlib import metadata
+
+    lock = os.path.join(PROJECT_ROOT, "requirements.lock")
+    if not os.path.isfile(lock):
+        return [f"no {lock} to compare this environment's package versions with"]
+    problems = []
+    with open(lock, encoding="utf-8") as handle:
+        pins = [line.split("#")[0].strip() for line in handle]
+    for name, _, wanted in (pin.partition("==") for pin in pins if "==" in pin):
+        try:
+            found = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found = "not installed"
+        if found != wanted:
+            problems.append(f"{name} {found} here, requirements.lock pins {wanted}: rebuild this environment")
+    return problems
 
 
 def _package_fix(inside_blender: bool) -> str:
