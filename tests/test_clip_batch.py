@@ -150,10 +150,12 @@ def test_stale_temporaries_of_a_killed_writer_are_removed(tmp_path):
             "from ddfa_blender.core.atomic_file import atomic_write\n"
             "with atomic_write(sys.argv[1], binary=True) as f:\n f.write(b'half'); f.flush(); os._exit(9)")
     subprocess.run([sys.executable, "-c", code, str(target), str(ROOT)], check=False)
+    leftovers = [n for n in os.listdir(tmp_path) if n.startswith(".a.npz.")]
+    assert len(leftovers) == 1  # the killed writer's temporary file
     touch(tmp_path / "a.blend@")
-    keep = [touch(tmp_path / ".b.npz.0123abcd.part"), touch(tmp_path / ".a.npz.notours.part")]
-    left = sorted(os.listdir(tmp_path))
-    assert len([n for n in left if n.startswith(".a.npz.") and n.endswith(".part")]) == 2
+    touch(tmp_path / ".a.blend.89abcdef.partial.blend@")  # a Blender save of a temporary .blend, killed
+    keep = [touch(tmp_path / ".b.npz.0123abcd.part"), touch(tmp_path / ".a.npz.notours.part"),
+            touch(tmp_path / ".a.npz.0123abcd.partial.mp4")]
     removed = remove_stale_temporaries(str(target)) + remove_stale_temporaries(str(tmp_path / "a.blend"))
-    assert len(removed) == 2 and not target.exists()
+    assert len(removed) == 3 and not target.exists()
     assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(k) for k in keep)

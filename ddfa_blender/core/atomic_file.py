@@ -43,12 +43,15 @@ def remove_stale_temporaries(path) -> list[str]:
     """Remove what :func:`atomic_write` (and Blender's own save, ``<path>@``)
     leaves beside ``path`` when a process is killed outright (SIGKILL, power
     loss); returns the removed paths. Call it only while nothing else writes
-    ``path``, e.g. before capturing a clip again.
+    ``path``, e.g. before capturing a clip again. Matches the temporary names
+    ``.<name>.<8 hex>.part`` and ``.<name>.<8 hex>.partial<ext>`` (and a
+    Blender save's ``@`` beside either).
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     name = os.path.basename(path)
-    pattern = re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{8}}\.part")
+    extension = re.escape(os.path.splitext(name)[1])
+    pattern = re.compile(rf"\.{re.escape(name)}\.[0-9a-f]{{8}}\.part(?:ial{extension})?@?")
     names = os.listdir(folder) if os.path.isdir(folder) else []
     stale = [os.path.join(folder, n) for n in names if pattern.fullmatch(n)]
     if os.path.exists(path + "@"):
