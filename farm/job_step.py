@@ -9,8 +9,8 @@ sets (see ``farm/job_settings.py``). With ``DDFA_JOB_RUNNER=blender`` this
 script starts Blender (``blender -b -q --python-exit-code 1 -P farm/job_step.py
 -- ...``) and does the work inside it, with the packages of the installed
 extension; otherwise it works in this interpreter. Exit codes: 0 done, 1 a
-problem (one line on stderr naming it and the fix), 130 interrupted (SIGINT
-or SIGTERM, e.g. a task canceled on the farm).
+problem (one line on stderr naming it and the fix), 130 interrupted (SIGINT),
+143 terminated (SIGTERM: a task canceled on the farm).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
         return 1
     if settings.runner == "blender" and os.environ.get(IN_BLENDER) != "1":
         return run_in_blender(settings.blender, argv)
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, _terminate)
     from ddfa_blender.core.errors import CaptureError
 
     try:
@@ -61,9 +61,10 @@ def main(argv: list[str]) -> int:
         what = "worker check failed on " + platform.node() + ": " if args.command == "check" else ""
         print(f"error: {what}{err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted: clips not finished are captured again by the next run", file=sys.stderr)
-        return 130
+    except (KeyboardInterrupt, Terminated) as stop:
+        kind = "terminated" if isinstance(stop, Terminated) else "interrupted"
+        print(f"{kind}: clips not finished are captured again by the next run", file=sys.stderr)
+        return 143 if isinstance(stop, Terminated) else 130
 
 
 def run(args: argparse.Namespace, settings: JobSettings) -> int:
@@ -119,8 +120,12 @@ def run_in_blender(blender: str, argv: list[str]) -> int:
     return code
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every cleanup on the way out runs."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
 
 
 def script_arguments() -> list[str]:

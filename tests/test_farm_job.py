@@ -221,6 +221,27 @@ def test_killed_job_run_again_finishes_only_the_missing_clips(tmp_path, shared_d
     assert not [name for name in os.listdir(out) if name.endswith((".part", "@"))]
 
 
+def test_canceled_task_stops_on_sigterm_and_leaves_its_clip_to_the_next_run(tmp_path, shared_dir, models_dir):
+    clips = linked_clips(tmp_path / "clips", shared_dir, {"talking.mp4": "talking_head_640x360.mp4"})
+    out = tmp_path / "out"
+    parameters = parameters_file(tmp_path, clips, out, models_dir, ClipCount=1)
+    job = subprocess.Popen([OPENJD, "run", str(TEMPLATE), "-p", parameters, "--step", "Capture"],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines, sent = [], False
+    for line in job.stdout:  # Ctrl-C once frames are being captured: OpenJD cancels the running task
+        lines.append(line)
+        if "capture talking.mp4 [" in line and not sent:
+            job.send_signal(signal.SIGINT)
+            sent = True
+    job.wait(timeout=120)
+    log = log_lines("".join(lines))
+    assert any("Sending signal \"term\"" in line for line in log)  # NOTIFY_THEN_TERMINATE: SIGTERM first
+    assert "terminated: clips not finished are captured again by the next run" in output_lines(log)
+    assert any(line.startswith("Process pid") and "exited with code: 143" in line for line in log)
+    assert not (out / "talking.capture.json").exists()
+    assert not [name for name in os.listdir(out) if name.endswith((".part", "@")) or ".partial" in name]
+
+
 @pytest.mark.parametrize("change, problem", [
     ({"ClipCount": 4}, "clips.txt now holds 3 clips but the job was made for 4"),
     ({"ClipCount": 3, "ModelsDir": "/nonexistent/models"}, "models missing/corrupt in /nonexistent/models"),
