@@ -221,6 +221,20 @@ def test_killed_job_run_again_finishes_only_the_missing_clips(tmp_path, shared_d
     assert not [name for name in os.listdir(out) if name.endswith((".part", "@"))]
 
 
+def test_a_chunk_goes_on_past_its_bad_clip_and_ends_with_the_error(tmp_path, shared_dir, models_dir):
+    clips = linked_clips(tmp_path / "clips", shared_dir, {"b_good.mp4": "single_face.mp4"})
+    (clips / "a_broken.mp4").write_bytes(b"not a video at all" * 100)
+    out = tmp_path / "out"
+    parameters = parameters_file(tmp_path, clips, out, models_dir, ClipCount=2, ClipsPerTask=2)
+    code, log = openjd("run", TEMPLATE, "-p", parameters, "--step", "Capture")
+    printed = action_outputs(log)[-1]
+    assert code != 0
+    assert "clip 2/2 b_good.mp4: capturing (not captured yet)" in printed
+    assert printed[-1].startswith("error: 1 of 2 clips failed: a_broken.mp4: ")
+    assert (out / "b_good.blend").is_file() and json.loads((out / "b_good.capture.json").read_text())["status"] == "ok"
+    assert json.loads((out / "a_broken.capture.json").read_text())["status"] == "failed"
+
+
 def test_canceled_task_stops_on_sigterm_and_leaves_its_clip_to_the_next_run(tmp_path, shared_dir, models_dir):
     clips = linked_clips(tmp_path / "clips", shared_dir, {"talking.mp4": "talking_head_640x360.mp4"})
     out = tmp_path / "out"
