@@ -14,6 +14,7 @@ import os
 import sys
 import time
 import traceback
+from typing import TextIO
 
 from ddfa_blender.core.atomic_file import remove_stale_temporaries
 from ddfa_blender.core.clip_batch import check_output_folder, clip_label, clip_outputs, list_clips
@@ -47,8 +48,12 @@ def job_clips(settings: JobSettings) -> list[str]:
     return clips
 
 
-def run_chunk(settings: JobSettings, chunk: str) -> int:
-    """Capture the clips numbered by ``chunk`` (a range expression, 1-based); the task's exit code."""
+def run_chunk(settings: JobSettings, chunk: str, errors: TextIO = sys.stderr) -> int:
+    """Capture the clips numbered by ``chunk`` (a range expression, 1-based); the task's exit code.
+
+    Error lines go to ``errors`` (the job step passes its private copy of
+    stderr, which no library's redirection of file descriptor 2 can swallow).
+    """
     try:
         numbers = parse_range(chunk)
     except ValueError:
@@ -74,9 +79,9 @@ def run_chunk(settings: JobSettings, chunk: str) -> int:
         reason = redo_reason(outputs.record, clip, wanted)
         last_failed = False
         if reason is None:
-            print(f"{label}: complete and up to date, skipped")
+            print(f"{label}: complete and up to date, skipped", flush=True)
             continue
-        print(f"{label}: capturing ({reason})")
+        print(f"{label}: capturing ({reason})", flush=True)
         for path in outputs.files():
             for leftover in remove_stale_temporaries(path):
                 print(f"{label}: removed {os.path.basename(leftover)} left by an interrupted run")
@@ -86,13 +91,13 @@ def run_chunk(settings: JobSettings, chunk: str) -> int:
                      list(outputs.files()) if result.status == STATUS_OK else [])
         if result.status == STATUS_OK:
             print(f"{label}: ok, {result.frames} frames, {result.frames_with_face} with a face, "
-                  f"{result.tracks} track(s), {result.seconds:.1f} s")
+                  f"{result.tracks} track(s), {result.seconds:.1f} s", flush=True)
         else:
             failures.append(f"{clip_label(clip, settings.clips)}: {result.error}")
-            print(f"error: {failures[-1]}", file=sys.stderr, flush=True)
+            print(f"error: {failures[-1]}", file=errors, flush=True)
             last_failed = True
     if failures and not (len(failures) == 1 and last_failed):  # the task's last line names what failed
-        print(f"error: {len(failures)} of {len(numbers)} clips failed: " + "; ".join(failures), file=sys.stderr)
+        print(f"error: {len(failures)} of {len(numbers)} clips failed: " + "; ".join(failures), file=errors, flush=True)
     return 1 if failures else 0
 
 

@@ -70,19 +70,25 @@ def _unpinned_packages() -> list[str]:
     (workers that differ may not give identical takes)."""
     from importlib import metadata
 
+    from packaging.requirements import Requirement
+
     lock = os.path.join(PROJECT_ROOT, "requirements.lock")
     if not os.path.isfile(lock):
         return [f"no {lock} to compare this environment's package versions with"]
     problems = []
     with open(lock, encoding="utf-8") as handle:
-        pins = [line.split("#")[0].strip() for line in handle]
-    for name, _, wanted in (pin.partition("==") for pin in pins if "==" in pin):
+        pins = [Requirement(text) for text in (line.split("#")[0].strip() for line in handle) if text]
+    for pin in pins:
+        if pin.marker is not None and not pin.marker.evaluate():
+            continue  # pinned for another Python
+        pinned = f"requirements.lock pins {', '.join(str(s) for s in pin.specifier)}: rebuild this environment"
         try:
-            found = metadata.version(name)
+            found = metadata.version(pin.name)
         except metadata.PackageNotFoundError:
-            found = "not installed"
-        if found != wanted:
-            problems.append(f"{name} {found} here, requirements.lock pins {wanted}: rebuild this environment")
+            problems.append(f"{pin.name} is not installed here, {pinned}")
+            continue
+        if not pin.specifier.contains(found, prereleases=True):
+            problems.append(f"{pin.name} {found} here, {pinned}")
     return problems
 
 

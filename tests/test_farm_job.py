@@ -229,6 +229,7 @@ def test_a_chunk_goes_on_past_its_bad_clip_and_ends_with_the_error(tmp_path, sha
     code, log = openjd("run", TEMPLATE, "-p", parameters, "--step", "Capture")
     printed = action_outputs(log)[-1]
     assert code != 0
+    assert any(line.startswith("error: a_broken.mp4: Cannot open video ") for line in printed)
     assert "clip 2/2 b_good.mp4: capturing (not captured yet)" in printed
     assert printed[-1].startswith("error: 1 of 2 clips failed: a_broken.mp4: ")
     assert (out / "b_good.blend").is_file() and json.loads((out / "b_good.capture.json").read_text())["status"] == "ok"

@@ -145,8 +145,9 @@ def test_worker_check_warns_about_packages_that_differ_from_the_lock(tmp_path, m
     from farm import worker_check
 
     (tmp_path / "requirements.lock").write_text(
-        f"# pins\nnumpy=={numpy.__version__}\nonnxruntime==0.0.1  # old\nno-such-package==1.0\n")
+        f"# pins\nnumpy=={numpy.__version__}\nonnxruntime==0.0.1  # old\nno-such-package==1.0\n"
+        'numpy==0.1 ; python_version < "3.0"\n')
     monkeypatch.setattr(worker_check, "PROJECT_ROOT", str(tmp_path))
     assert worker_check._unpinned_packages() == [
-        f"onnxruntime {onnxruntime.__version__} here, requirements.lock pins 0.0.1: rebuild this environment",
-        "no-such-package not installed here, requirements.lock pins 1.0: rebuild this environment"]
+        f"onnxruntime {onnxruntime.__version__} here, requirements.lock pins ==0.0.1: rebuild this environment",
+        "no-such-package is not installed here, requirements.lock pins ==1.0: rebuild this environment"]
