@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 SHARED ?= ../shared
 INPUT  ?= $(SHARED)/data/video/obama.mp4
 
-.PHONY: demo test extension bench models clean
+.PHONY: demo test extension bench models clean train-venv test-train bench-adapt
 
 $(VENV)/.runtime: requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,30 @@ models/.ready: $(VENV)/.runtime scripts/fetch_models.py
 	touch $@
 
 models: models/.ready
+
+# Actor adaptation (scripts/adapt.py) needs PyTorch (CPU): its own venv, so that capture,
+# the extension and `make test` provably never need it. TRAIN_PIP_ARGS: extra pip options,
+# e.g. PyTorch's CPU index on machines without a local torch wheel (see requirements-train.lock).
+TRAIN_VENV := .venv-train
+TRAIN_PY   := $(TRAIN_VENV)/bin/python
+TRAIN_PIP_ARGS ?=
+
+$(TRAIN_VENV)/.ready: requirements.lock requirements-train.lock requirements-dev.lock
+	$(PYTHON) -m venv $(TRAIN_VENV)
+	$(TRAIN_PY) -m pip install --quiet --upgrade pip
+	$(TRAIN_PY) -m pip install --quiet --no-deps $(TRAIN_PIP_ARGS) -r requirements.lock -r requirements-train.lock
+	grep -E '^(pytest|iniconfig|pluggy|Pygments)==' requirements-dev.lock > $(TRAIN_VENV)/pytest.lock
+	$(TRAIN_PY) -m pip install --quiet --no-deps -r $(TRAIN_VENV)/pytest.lock
+	touch $@
+
+train-venv: $(TRAIN_VENV)/.ready
+
+# The tests that need PyTorch (they skip under `make test`); .ci/run calls this too.
+test-train: models/.ready $(TRAIN_VENV)/.ready
+	$(TRAIN_PY) -m pytest -q tests/test_train_losses.py tests/test_train_model.py tests/test_adapt_cli.py
+
+bench-adapt: models/.ready $(TRAIN_VENV)/.ready
+	$(TRAIN_PY) benchmarks/bench_adapt.py
 
 demo: models/.ready $(VENV)/.dev
 	@test -e "$(INPUT)" || { echo "No sample video at $(INPUT): run make demo INPUT=path/to/clip.mp4"; exit 1; }
@@ -45,4 +69,4 @@ bench: models/.ready $(VENV)/.dev
 	$(PY) benchmarks/bench_live.py
 
 clean:
-	rm -rf $(VENV) models out dist
+	rm -rf $(VENV) $(TRAIN_VENV) models out dist
