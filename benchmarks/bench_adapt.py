@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--shared", default=str(ROOT.parent / "shared"))
     parser.add_argument("--minutes", type=float, default=None, help="training budget (default: adapt.py's)")
     parser.add_argument("--threads", type=int, default=None, help="PyTorch threads (default: one per core)")
+    parser.add_argument("--rounds", type=int, default=None, help="cap on meta-joint rounds (default: adapt.py's)")
     parser.add_argument("--heads-only", action="store_true", help="train only the two heads")
     parser.add_argument("--keep", default=None, help="also keep the adapted model here")
     args = parser.parse_args()
@@ -125,7 +126,8 @@ def main() -> None:
         actor = args.keep or str(pathlib.Path(work) / "actor.onnx")
         result = adapt([clip], actor, models_dir, minutes=args.minutes, window=(0.0, half),
                        progress=_progress, threads=args.threads,
-                       train_blocks=not args.heads_only)
+                       train_blocks=not args.heads_only,
+                       **({"max_rounds": args.rounds} if args.rounds else {}))
         print(f"adaptation: {result.frames_usable} of {result.frames_tracked} frames usable, "
               f"{result.footage_seconds:.1f} s of footage; seconds "
               + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()), flush=True)

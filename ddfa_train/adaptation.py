@@ -155,6 +155,7 @@ def adapt(
     seed: int = 0,
     threads: int | None = None,
     train_blocks: bool = True,
+    max_rounds: int = MAX_ROUNDS,
 ) -> AdaptResult:
     """Adapt ``base`` to the performer in ``clips`` and write the checked model to ``output``.
 
@@ -200,7 +201,7 @@ def adapt(
     budget = 60.0 * minutes if minutes is not None else TRAIN_SECONDS_PER_FOOTAGE_SECOND * duration
     mark = time.perf_counter()
     trainer = training.MetaJointTrainer(model, face_t, data, seed=seed, train_blocks=train_blocks)
-    trainer.run(budget, MAX_ROUNDS, validate=validate, progress=lambda f: report("training", f), should_stop=should_stop)
+    trainer.run(budget, max_rounds, validate=validate, progress=lambda f: report("training", f), should_stop=should_stop)
     seconds["training"] = time.perf_counter() - mark
     mark = time.perf_counter()
     report("export", 0.0)

@@ -85,7 +85,7 @@ class MetaJointTrainer:
         model: MobileNetRegressor,
         face: TorchFace,
         data: TrainingSet,
-        lr: float = 5e-5,
+        lr: float = 2e-4,
         clips_per_batch: int = 12,
         meta_steps: int = 3,
         weights: Weights | None = None,
