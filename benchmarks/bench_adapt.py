@@ -1,5 +1,13 @@
 """Actor adaptation: accuracy and jitter on held-out footage of the performer, other faces, time.
 
+(a) A synthetic performer with known truth (``benchmarks/synthetic_heads.py``:
+the ICT head, one identity): adapt on one sequence (seed ``SYNTH_ADAPT``),
+measure on another of the same head (seed ``SYNTH_TEST``, its own identity):
+NME against the exact landmarks (over sqrt(w * h) of the true box, percent),
+jitter as below, and the 3DDFA-V2 paper's stability NME against the true
+frame-to-frame motion. Rendering needs ``bpy``, which lives in the
+project's ``.venv``: the sequences are rendered (or taken from the render
+cache) by that interpreter.
 (b) The shared talking head: the first half adapts mb05 (``scripts/adapt.py``'s
 pipeline), the second half measures. Both models capture the whole clip with
 the project's own engine; on held-out frames where both track the face and
@@ -13,11 +21,12 @@ MediaPipe finds it:
 (c) Other faces: ``../shared/data/aflw_dev`` (six AFLW2000-3D images, NME over
     sqrt(w * h) of the ground-truth box, percent), stock against adapted.
 
+The last two lines give (b), then (a), each
+``nme_stock=<f> nme_adapted=<f> jitter_stock=<f> jitter_adapted=<f> train_minutes=<f>``
+(NME and jitter in percent of the face size).
 Timing: ``train_minutes`` is the whole adaptation (tracking, labels,
 synthesis, training, export) in wall-clock minutes; ``footage_minutes`` the
-adaptation footage used. Last line:
-``nme_stock=<f> nme_adapted=<f> jitter_stock=<f> jitter_adapted=<f> train_minutes=<f>``.
-Needs the training environment (``make train-venv``): ``.venv-train/bin/python
+adaptation footage used. Needs the training environment (``make train-venv``): ``.venv-train/bin/python
 benchmarks/bench_adapt.py``.
 """
 
@@ -42,6 +51,9 @@ from ddfa_train.footage import MeshLandmarker  # noqa: E402
 from ddfa_train.landmarks68 import mesh_to_68  # noqa: E402
 
 TALKING_HEAD = "data/video/talking_head_640x360.mp4"
+SYNTH_IDENTITY = 9000
+SYNTH_ADAPT = 9500  # same identity, other motion, expressions, camera and light
+SYNTH_TEST = 9000
 AFLW = "data/aflw_dev"
 
 
@@ -85,6 +97,40 @@ def held_out_figures(path, model, models_dir, start_s, reference) -> dict:
     }
 
 
+def render_sequence(seed: int, identity: int) -> pathlib.Path:
+    """Folder (video.mp4, truth.npz) of a synthetic sequence, rendered by the project's .venv."""
+    import subprocess
+
+    python = ROOT / ".venv" / "bin" / "python"
+    result = subprocess.run(
+        [str(python), str(ROOT / "benchmarks" / "synthetic_heads.py"), "--seed", str(seed),
+         "--identity", str(identity), "--quiet"],
+        capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"rendering seed {seed} failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
+    return pathlib.Path(result.stdout.strip().splitlines()[-1])
+
+
+def synthetic_figures(folder: pathlib.Path, model: str, models_dir: str) -> dict:
+    """NME and stability against the truth, and jitter, of ``model`` on a rendered sequence."""
+    from ddfa_blender.core.metrics import stability_nme
+
+    truth = np.load(folder / "truth.npz")
+    take = capture(str(folder / "video.mp4"), CaptureOptions(model=model, models_dir=models_dir))
+    take = take.rows(take.track == 0)
+    true_points = truth["landmarks"][take.frame]
+    valid = take.valid
+    return {
+        "nme": nme_pct(take.lmk68[valid], true_points[valid]),
+        "frames": take.frame[valid],
+        "jitter": 100.0 * jitter(take)["landmarks"],
+        "stability": 100.0 * stability_nme(np.nan_to_num(take.lmk68), true_points, valid),
+        "heads": float(np.median(take.quality[valid])),
+        "valid": int(valid.sum()),
+    }
+
+
 def aflw_nme(model: str, models_dir: str, shared: pathlib.Path) -> np.ndarray:
     """NME (%) per aflw_dev image: detection, one landmark re-crop (the tracker's start)."""
     import cv2
@@ -111,53 +157,79 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=None, help="training budget (default: adapt.py's)")
     parser.add_argument("--threads", type=int, default=None, help="PyTorch threads (default: one per core)")
     parser.add_argument("--rounds", type=int, default=None, help="cap on meta-joint rounds (default: adapt.py's)")
-    parser.add_argument("--heads-only", action="store_true", help="train only the two heads")
-    parser.add_argument("--keep", default=None, help="also keep the adapted model here")
+    parser.add_argument("--no-synthetic", action="store_true", help="skip (a), the synthetic performer")
+    parser.add_argument("--no-talking-head", action="store_true", help="skip (b), the talking head")
+    parser.add_argument("--keep", default=None, help="keep the adapted models in this folder")
     args = parser.parse_args()
     shared = pathlib.Path(args.shared)
     models_dir = str(default_models_dir())
-    clip = str(shared / TALKING_HEAD)
-    source = open_source(clip)
-    duration = (source.frame_count or 0) / source.fps
-    source.close()
-    half = duration / 2.0
-
+    options = {"minutes": args.minutes, "threads": args.threads, "progress": _progress}
+    if args.rounds:
+        options["max_rounds"] = args.rounds
+    aflw_stock = aflw_nme("mb05", models_dir, shared)
+    lines = []
     with tempfile.TemporaryDirectory(prefix="bench_adapt_") as work:
-        actor = args.keep or str(pathlib.Path(work) / "actor.onnx")
-        result = adapt([clip], actor, models_dir, minutes=args.minutes, window=(0.0, half),
-                       progress=_progress, threads=args.threads,
-                       train_blocks=not args.heads_only,
-                       **({"max_rounds": args.rounds} if args.rounds else {}))
-        print(f"adaptation: {result.frames_usable} of {result.frames_tracked} frames usable, "
-              f"{result.footage_seconds:.1f} s of footage; seconds "
-              + ", ".join(f"{k} {v:.1f}" for k, v in result.seconds.items()), flush=True)
-        chosen = [h["chosen"] for h in result.history]
-        print(f"meta-joint rounds {len(chosen)}: fWPDC kept {chosen.count('fwpdc')}, VDC kept "
-              f"{chosen.count('vdc')}; best round {result.best_round}; validation "
-              + " ".join(f"{r}:{'-' if v is None else f'{v:.4f}'}" for r, v in result.validation)
-              + f"; checks {result.checks}", flush=True)
-        reference = mediapipe_reference(clip, models_dir)
-        stock = held_out_figures(clip, "mb05", models_dir, half, reference)
-        adapted = held_out_figures(clip, actor, models_dir, half, reference)
-        aflw_stock = aflw_nme("mb05", models_dir, shared)
-        aflw_adapted = aflw_nme(actor, models_dir, shared)
+        keep = pathlib.Path(args.keep or work)
+        if not args.no_talking_head:
+            clip = str(shared / TALKING_HEAD)
+            source = open_source(clip)
+            half = (source.frame_count or 0) / source.fps / 2.0
+            source.close()
+            actor = str(keep / "talking_head_first_half.onnx")
+            result = _adapt([clip], actor, models_dir, dict(options, window=(0.0, half)))
+            reference = mediapipe_reference(clip, models_dir)
+            stock = held_out_figures(clip, "mb05", models_dir, half, reference)
+            adapted = held_out_figures(clip, actor, models_dir, half, reference)
+            lines.append(_report(f"(b) talking head, second half vs MediaPipe ({half:.1f} s on)", stock, adapted,
+                                 result, aflw_stock, aflw_nme(actor, models_dir, shared)))
+        if not args.no_synthetic:
+            train = render_sequence(SYNTH_ADAPT, SYNTH_IDENTITY)
+            test = render_sequence(SYNTH_TEST, SYNTH_IDENTITY)
+            actor = str(keep / "synthetic_performer.onnx")
+            result = _adapt([str(train / "video.mp4")], actor, models_dir, options)
+            stock = synthetic_figures(test, "mb05", models_dir)
+            adapted = synthetic_figures(test, actor, models_dir)
+            lines.append(_report(f"(a) synthetic performer {SYNTH_IDENTITY}, sequence {SYNTH_TEST} vs truth",
+                                 stock, adapted, result, aflw_stock, aflw_nme(actor, models_dir, shared)))
+    for line in lines:
+        print(line)
 
+
+def _adapt(clips, actor, models_dir, options):
+    result = adapt(clips, actor, models_dir, **options)
+    chosen = [h["chosen"] for h in result.history]
+    print(
+        f"adapted on {result.frames_usable} of {result.frames_tracked} frames ({result.footage_seconds:.1f} s); "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+        + f"; meta-joint rounds {len(chosen)} (fWPDC kept {chosen.count('fwpdc')}, VDC {chosen.count('vdc')}), "
+        f"best round {result.best_round}; validation "
+        + " ".join(f"{r}:{'-' if v is None else f'{v:.4f}'}" for r, v in result.validation)
+        + f"; checks {result.checks}",
+        flush=True,
+    )
+    return result
+
+
+def _report(title, stock, adapted, result, aflw_stock, aflw_adapted) -> str:
+    """Print the comparison; return the figures line."""
     common = np.intersect1d(stock["frames"], adapted["frames"])
     nme_s = stock["nme"][np.isin(stock["frames"], common)].mean()
     nme_a = adapted["nme"][np.isin(adapted["frames"], common)].mean()
-    print(f"held-out talking head ({len(common)} frames from {half:.1f} s): NME vs MediaPipe "
-          f"{nme_s:.3f} -> {nme_a:.3f} % ({100 * (1 - nme_a / nme_s):.1f} % lower); jitter "
-          f"{stock['jitter']:.3f} -> {adapted['jitter']:.3f} ({100 * (1 - adapted['jitter'] / stock['jitter']):.1f} % lower); "
-          f"heads agreement {stock['heads']:.2f} -> {adapted['heads']:.2f} px; valid {stock['valid']} -> {adapted['valid']}")
-    print(f"aflw_dev NME per image stock {np.round(aflw_stock, 2).tolist()} adapted {np.round(aflw_adapted, 2).tolist()}; "
+    extra = ""
+    if "stability" in stock:
+        extra = f"; stability NME {stock['stability']:.3f} -> {adapted['stability']:.3f} %"
+    print(f"{title}: {len(common)} frames; NME {nme_s:.3f} -> {nme_a:.3f} % ({100 * (1 - nme_a / nme_s):.1f} % lower); "
+          f"jitter {stock['jitter']:.3f} -> {adapted['jitter']:.3f} ({100 * (1 - adapted['jitter'] / stock['jitter']):.1f} % lower)"
+          f"{extra}; heads agreement {stock['heads']:.2f} -> {adapted['heads']:.2f} px; frames tracked {stock['valid']} -> {adapted['valid']}")
+    print(f"  aflw_dev NME per image stock {np.round(aflw_stock, 2).tolist()} adapted {np.round(aflw_adapted, 2).tolist()}; "
           f"mean {np.nanmean(aflw_stock):.3f} -> {np.nanmean(aflw_adapted):.3f} "
-          f"(lost {np.nanmean(aflw_adapted) - np.nanmean(aflw_stock):+.3f} points)")
+          f"({np.nanmean(aflw_adapted) - np.nanmean(aflw_stock):+.3f} points); faces found "
+          f"{np.isfinite(aflw_stock).sum()} -> {np.isfinite(aflw_adapted).sum()} of {len(aflw_stock)}")
     minutes = result.seconds["total"] / 60.0
-    print(f"footage_minutes={result.footage_seconds / 60:.3f} train_minutes_per_footage_minute="
-          f"{minutes / (result.footage_seconds / 60):.2f} aflw_nme_stock={np.nanmean(aflw_stock):.3f} "
-          f"aflw_nme_adapted={np.nanmean(aflw_adapted):.3f}")
-    print(f"nme_stock={nme_s:.4f} nme_adapted={nme_a:.4f} jitter_stock={stock['jitter']:.4f} "
-          f"jitter_adapted={adapted['jitter']:.4f} train_minutes={minutes:.3f}")
+    footage = result.footage_seconds / 60.0
+    print(f"  footage_minutes={footage:.3f} train_minutes_per_footage_minute={minutes / footage:.2f}", flush=True)
+    return (f"nme_stock={nme_s:.4f} nme_adapted={nme_a:.4f} jitter_stock={stock['jitter']:.4f} "
+            f"jitter_adapted={adapted['jitter']:.4f} train_minutes={minutes:.3f}")
 
 
 def _progress(stage: str, fraction: float) -> None:

@@ -34,7 +34,7 @@ import torch
 
 from ddfa_blender.core.metrics import face_size, lowpass_zero_phase
 from ddfa_blender.core.pose import decompose_pose, matrix_to_quaternion, quaternion_log
-from ddfa_blender.core.reconstruct import CROP_SIZE
+from ddfa_blender.core.reconstruct import CROP_SIZE, landmarks_image
 
 from .face_torch import TorchFace
 from .footage import Footage
@@ -84,9 +84,16 @@ def runs(footage: Footage, has: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def smoothed_points(footage: Footage) -> tuple[np.ndarray, np.ndarray]:
-    """MediaPipe's 68 points (N, 68, 2) image px, low-passed per run, and where they exist (N,)."""
-    points = mesh_to_68(footage.mesh)
+def smoothed_points(footage: Footage, evidence: str = "mediapipe", face=None) -> tuple[np.ndarray, np.ndarray]:
+    """The 2-D evidence (N, 68, 2) image px, low-passed per run, and where it exists (N,).
+
+    ``evidence``: ``"mediapipe"`` (MediaPipe's points mapped to the 68) or ``"stock"``
+    (the stock regressor's own landmarks; ``face`` is then the FaceModel).
+    """
+    if evidence == "stock":
+        points = landmarks_image(face, footage.param, footage.roi)[..., :2]
+    else:
+        points = mesh_to_68(footage.mesh)
     has = np.isfinite(points).all(axis=(1, 2))
     out = points.copy()
     for run in runs(footage, has):
@@ -115,9 +122,9 @@ def _rotation_matrix(vectors):
     return eye + sin * k + (1 - cos) * (k @ k)
 
 
-def fit(footage: Footage, face: TorchFace, steps: int = FIT_STEPS, should_stop=None) -> Labels:
-    """Fit the pseudo-labels of every footage row (see the module doc)."""
-    points_img, has = smoothed_points(footage)
+def fit(footage: Footage, face: TorchFace, steps: int = FIT_STEPS, should_stop=None, evidence: str = "mediapipe", face_model=None) -> Labels:
+    """Fit the pseudo-labels of every footage row (see the module doc and :func:`smoothed_points`)."""
+    points_img, has = smoothed_points(footage, evidence, face_model)
     n = len(footage)
     points = image_to_crop(np.nan_to_num(points_img), footage.roi)
     scale0, rotation0, translation0 = decompose_pose(footage.param[:, :12].reshape(-1, 3, 4))

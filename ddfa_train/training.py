@@ -91,6 +91,7 @@ class MetaJointTrainer:
         weights: Weights | None = None,
         seed: int = 0,
         train_blocks: bool = True,
+        affine_only: bool = False,
     ):
         self.model = model
         self.face = face
@@ -101,7 +102,15 @@ class MetaJointTrainer:
         self.rng = np.random.default_rng(seed)
         self.tail = [getattr(model, name) for name in model.block_names[TAIL_FROM - 1 :]] + [model.fc_param, model.fc_lm]
         trained = self.tail if train_blocks else self.tail[-2:]
-        self.parameters = [p for module in trained for p in module.parameters()]
+        if affine_only:
+            # Batch-norm scales and shifts of the tail and the heads' biases: a few thousand
+            # numbers that move features per channel, not the network's filters.
+            self.parameters = [
+                p for module in trained for name, p in module.named_parameters()
+                if name.endswith("bias") or name.startswith("bn")
+            ]
+        else:
+            self.parameters = [p for module in trained for p in module.parameters()]
         for p in model.parameters():
             p.requires_grad_(False)
         for p in self.parameters:
