@@ -111,7 +111,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # Bump when the rendered images or the truth change for the same spec.
-RENDERER_VERSION = 2
+RENDERER_VERSION = 3
 SHARED = pathlib.Path(os.environ.get("DDFA_SHARED", ROOT.parent / "shared"))
 DEFAULT_AVATAR = SHARED / "data" / "avatars" / "ict_facekit_arkit.blend"
 DEFAULT_LANDMARKS = SHARED / "data" / "avatars" / "ict_landmarks68.json"
@@ -514,6 +514,7 @@ EYES = (("M_ScleraLeft", "M_IrisLeft"), ("M_ScleraRight", "M_IrisRight"))
 FIXED_COLOURS = {"M_GumsTongue": (0.55, 0.22, 0.22), "M_Teeth": (0.86, 0.83, 0.74),
                  "M_EyeLashes": (0.05, 0.04, 0.04)}
 SCLERA = (0.88, 0.86, 0.82)
+GAZE_DEG = (30.0, 25.0)  # eyeball turn (horizontal, vertical) at eyeLook* = 1
 IRIS_RADIUS_M, PUPIL_RADIUS_M = 0.0058, 0.0019
 
 
@@ -560,12 +561,13 @@ def _eyes(co, by_vertex, names):
 
 
 def _hidden_vertices(co, by_vertex, names) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices to collapse (the eye shells: see-through in a real shader) and where to.
+    """Vertices to collapse: the eye shells (see-through in a real shader) and the eyeballs
+    (drawn by their own objects, which turn with the gaze), and where to.
 
     Returns a mask (V,) and targets (V, 3): the centre of the nearer eyeball.
     """
     index = {name: i for i, name in enumerate(names)}
-    shells = [index[m] for m in HIDDEN_MATERIALS + tuple(s for s, _ in EYES) if m in index]
+    shells = [index[m] for m in HIDDEN_MATERIALS + tuple(s for pair in EYES for s in pair) if m in index]
     hidden = np.isin(by_vertex, shells)
     centres = np.array([centre for _, centre, _ in _eyes(co, by_vertex, names)])
     target = np.zeros_like(co)
@@ -615,6 +617,58 @@ def _rigid_fit(a, b):
     d = np.sign(np.linalg.det(vt.T @ u.T))
     rotation = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
     return rotation, cb - ca @ rotation.T
+
+
+def gaze_angles(ict_weights, side: str) -> tuple[float, float, float]:
+    """Euler XYZ (radians) of one eyeball in the head's local frame (y up, z forward) for a frame's key weights.
+
+    The avatar's ``eyeLook*`` keys move only the lids; the eyeball turns by
+    ``GAZE_DEG`` (horizontal, vertical) at weight 1: toward +x (the
+    performer's left) for ``eyeLookOut_L`` and ``eyeLookIn_R``, up for
+    ``eyeLookUp``.
+    """
+    w = dict(zip(ICT_KEYS, ict_weights))
+    toward_left = w[f"eyeLookOut_{side}"] - w[f"eyeLookIn_{side}"]
+    if side == "R":
+        toward_left = -toward_left
+    up = w[f"eyeLookUp_{side}"] - w[f"eyeLookDown_{side}"]
+    return (-math.radians(GAZE_DEG[1] * up), math.radians(GAZE_DEG[0] * toward_left), 0.0)
+
+
+def _eye_objects(bpy, head, basis, warp, albedo, by_vertex, names) -> list:
+    """The two eyeballs as meshes parented to the head, pivoting at their centres: [left, right]."""
+    mesh = head.data
+    n = len(mesh.polygons)
+    start, total = np.empty(n, np.int32), np.empty(n, np.int32)
+    mesh.polygons.foreach_get("loop_start", start)
+    mesh.polygons.foreach_get("loop_total", total)
+    loops = np.empty(len(mesh.loops), np.int32)
+    mesh.loops.foreach_get("vertex_index", loops)
+    objects = []
+    for (rows, centre, _), side in zip(_eyes(basis, by_vertex, names), "LR"):
+        keep = np.zeros(len(basis), bool)
+        keep[rows] = True
+        remap = np.full(len(basis), -1)
+        remap[rows] = np.arange(len(rows))
+        faces = []
+        for first, count in zip(start, total):
+            corners = loops[first:first + count]
+            if keep[corners].all():
+                faces.append([int(v) for v in remap[corners]])
+        origin = centre + warp[rows].mean(axis=0)
+        data = bpy.data.meshes.new(f"synthetic_eye_{side}")
+        data.from_pydata([tuple(v) for v in basis[rows] + warp[rows] - origin], [], faces)
+        data.shade_smooth()
+        colours = data.color_attributes.new(name="synthetic_albedo", type="FLOAT_COLOR", domain="POINT")
+        colours.data.foreach_set("color", albedo[rows].ravel())
+        data.color_attributes.active_color = colours
+        eye = bpy.data.objects.new(f"synthetic_eye_{side}", data)
+        bpy.context.scene.collection.objects.link(eye)
+        eye.parent = head
+        eye.location = tuple(origin)
+        eye.rotation_mode = "XYZ"
+        objects.append(eye)
+    return objects
 
 
 def _inside_polygon(points, polygon) -> np.ndarray:
@@ -699,7 +753,10 @@ def _render_child(spec: SequenceSpec, out: pathlib.Path, avatar: str, landmark_f
     lights = sorted(l.name for l in bpy.context.preferences.studio_lights if l.type == "STUDIO")
     look = look_params(spec, lights)
 
-    # Eye shells and corneas collapse into the eyeballs in every key (vertex order unchanged).
+    albedo = _albedo(basis, by_vertex, names, landmarks, identity)
+    warp = identity_warp(basis, by_vertex, names, landmarks, identity)
+    eyes = _eye_objects(bpy, head, basis, warp, albedo, by_vertex, names)
+    # Eye shells and eyeballs collapse into the eyeball centres in every key (vertex order unchanged).
     hidden, target = _hidden_vertices(basis, by_vertex, names)
     for block in blocks:
         co = np.empty(n_vert * 3, np.float32)
@@ -711,13 +768,12 @@ def _render_child(spec: SequenceSpec, out: pathlib.Path, avatar: str, landmark_f
     mesh.update()
 
     colours = mesh.color_attributes.new(name="synthetic_albedo", type="FLOAT_COLOR", domain="POINT")
-    colours.data.foreach_set("color", _albedo(basis, by_vertex, names, landmarks, identity).ravel())
+    colours.data.foreach_set("color", albedo.ravel())
     mesh.color_attributes.active_color = colours
     if hasattr(mesh.color_attributes, "render_color_index"):
         mesh.color_attributes.render_color_index = mesh.color_attributes.active_color_index
 
     # Proportions: the same displacement added to every key (expressions unchanged).
-    warp = identity_warp(basis, by_vertex, names, landmarks, identity)
     for block in blocks:
         co = np.empty(n_vert * 3, np.float32)
         block.data.foreach_get("co", co)
@@ -793,6 +849,8 @@ def _render_child(spec: SequenceSpec, out: pathlib.Path, avatar: str, landmark_f
         matrix[:3, :3] = linear @ rest_world[:3, :3]
         matrix[:3, 3] = pivot + linear @ (rest_world[:3, 3] - pivot_rest)
         head.matrix_world = mathutils.Matrix(matrix.tolist())
+        for eye, side in zip(eyes, "LR"):
+            eye.rotation_euler = gaze_angles(expression[f], side)
         evaluated = head.evaluated_get(bpy.context.evaluated_depsgraph_get())
         world = np.array(evaluated.matrix_world)
         points = np.array([tuple(evaluated.data.vertices[int(i)].co) for i in landmarks])
