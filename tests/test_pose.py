@@ -87,17 +87,25 @@ def frontal_param(scale_px, centre_crop, yaw=0.0):
     return p
 
 
+def centred_param(scale_px, yaw=0.0):
+    """A face turned by ``yaw`` whose centroid (the conversion's pivot) sits at the crop's centre."""
+    rot = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
+    offset = scale_px * (rot @ np.array(pose.FACE_CENTROID_UM))  # crop px, y up
+    return frontal_param(scale_px, (59.5 - offset[0], 59.5 + offset[1]), yaw)
+
+
 def test_head_pose_frontal_face_in_the_centre():
     image_size = (1280, 720)
     roi = np.array([[459.5, 179.5, 819.5, 539.5]])  # 360 px box centred on the image centre
-    param = frontal_param(4e-4, (59.5, 59.5))[None]
+    param = centred_param(4e-4)[None]
     head = pose.head_pose_blender(param, roi, image_size)
     np.testing.assert_allclose(head.rotation[0], [1, 0, 0, 0], atol=1e-12)
     scale_px = 4e-4 * 3
     focal = pose.focal_length_px(image_size)
     np.testing.assert_allclose(head.scale_px, [scale_px])
-    centroid_depth = pose.FACE_CENTROID_UM[2]  # the origin lies behind the face's centroid
-    np.testing.assert_allclose(head.location[0], [0, (focal / scale_px + centroid_depth) * 1e-6, 0], atol=1e-9)
+    # The centroid on the optical axis at depth focal / scale; the origin behind and around it.
+    expected = pose.BLENDER_FROM_BFM @ (np.array([0.0, 0.0, -focal / scale_px]) - pose.FACE_CENTROID_UM) * 1e-6
+    np.testing.assert_allclose(head.location[0], expected, atol=1e-9)
 
 
 def test_pinhole_camera_reproduces_the_weak_perspective_around_the_face(models_dir):
@@ -132,7 +140,31 @@ def test_head_pose_yaw_and_offset_directions():
     head = pose.head_pose_blender(param, roi, image_size)
     location = head.location[0]
     assert location[0] > 0 and location[2] > 0  # image right -> +X, image up -> +Z
-    # a BFM rotation about +y (up) is a Blender rotation about +Z by the same angle
-    w, x, y, z = head.rotation[0]
+    # On the optical axis a BFM rotation about +y (up) is a Blender rotation about +Z by the same angle.
+    centred = np.array([[259.5, 119.5, 379.5, 239.5]])
+    w, x, y, z = pose.head_pose_blender(centred_param(4e-4, 0.3)[None], centred, image_size).rotation[0]
     assert np.isclose(x, 0) and np.isclose(y, 0)
     assert np.isclose(2 * np.arctan2(z, w), 0.3)
+
+
+@pytest.mark.parametrize("box", [(400.0, 100.0, 520.0, 220.0), (20.0, 200.0, 140.0, 320.0), (259.5, 119.5, 379.5, 239.5)])
+def test_a_face_frontal_in_its_crop_faces_the_camera_anywhere_in_the_frame(box):
+    """Perspective: the crop shows the face along the ray to it, so 'frontal' means facing the lens."""
+    image_size = (640, 360)
+    param = frontal_param(4e-4, (59.5, 59.5))[None]
+    head = pose.head_pose_blender(param, np.array([box]), image_size)
+    rotation = pose.quaternion_to_matrix(head.rotation[0])
+    facing = rotation @ np.array([0.0, -1.0, 0.0])  # a head at rest faces -Y
+    centroid = head.location[0] + rotation @ (pose.BLENDER_FROM_BFM @ np.array(pose.FACE_CENTROID_UM)) * 1e-6
+    toward_camera = -centroid / np.linalg.norm(centroid)
+    np.testing.assert_allclose(facing, toward_camera, atol=1e-9)
+
+
+def test_ray_rotation_turns_the_optical_axis_onto_each_ray():
+    points = np.array([[0.3, -0.2, -1.0], [0.0, 0.0, -2.0], [-5.0, 1.0, -3.0]])
+    rotations = pose.ray_rotation(points)
+    rays = points / np.linalg.norm(points, axis=1, keepdims=True)
+    np.testing.assert_allclose(rotations @ np.array([0.0, 0.0, -1.0]), rays, atol=1e-12)
+    np.testing.assert_allclose(rotations @ np.swapaxes(rotations, 1, 2), np.broadcast_to(np.eye(3), (3, 3, 3)), atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(rotations), 1.0)
+    np.testing.assert_allclose(rotations[1], np.eye(3), atol=1e-12)  # on the axis: no turn

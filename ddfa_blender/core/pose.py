@@ -288,6 +288,24 @@ def crop_param(pose: ImagePose, roi, shape, expression) -> np.ndarray:
     )
 
 
+def ray_rotation(points) -> np.ndarray:
+    """Rotations (N, 3, 3) turning the optical axis onto the rays to ``points`` (N, 3), the shortest way.
+
+    Camera frame y up, z toward the viewer: the optical axis is (0, 0, -1).
+    A weak-perspective regressor reports a face's rotation as seen along the
+    ray to it; turning that by the ray's rotation gives the rotation in the
+    camera frame. Rows with NaN come out NaN.
+    """
+    ray = np.asarray(points, dtype=np.float64)
+    ray = ray / np.linalg.norm(ray, axis=-1, keepdims=True)
+    axis = np.stack([ray[:, 1], -ray[:, 0], np.zeros(len(ray))], axis=-1)  # (0, 0, -1) x ray
+    cosine = -ray[:, 2]
+    cross = np.zeros((len(ray), 3, 3))
+    cross[:, 0, 2], cross[:, 1, 2] = axis[:, 1], -axis[:, 0]
+    cross[:, 2, 0], cross[:, 2, 1] = -axis[:, 1], axis[:, 0]
+    return np.eye(3) + cross + cross @ cross / (1.0 + cosine)[:, None, None]
+
+
 def head_pose_blender(param, roi, image_size, lens_mm=DEFAULT_LENS_MM, pivot_um=FACE_CENTROID_UM) -> HeadPose:
     """Head rotation and location in the Blender frame for each row of a take.
 
@@ -299,6 +317,13 @@ def head_pose_blender(param, roi, image_size, lens_mm=DEFAULT_LENS_MM, pivot_um=
     depth focal_px / scale_px (the BFM is in real units), and the head's
     origin follows rigidly. Anchoring at the BFM origin instead, 7 cm behind
     the face, would make the face look about 7% too large at 1 m.
+
+    The crop shows the face as the camera sees it along the ray to the pivot,
+    so the regressed rotation is relative to that ray: the ray's turn away
+    from the optical axis (:func:`ray_rotation`) is added. Without it a face
+    5 degrees off-axis came out turned 5 more degrees (synthetic heads with
+    known rotation: yaw error against the off-axis angle, slope 1.0); a face
+    that looks into the lens faces the camera wherever it is in the frame.
     """
     image = image_pose(param, roi)
     scale_px, rotation = image.scale, quaternion_to_matrix(image.rotation)
@@ -311,7 +336,9 @@ def head_pose_blender(param, roi, image_size, lens_mm=DEFAULT_LENS_MM, pivot_um=
     pivot_camera = np.stack(
         [(pivot_u - centre[0]) / scale_px, -(pivot_v - centre[1]) / scale_px, -focal / scale_px], axis=-1
     )
-    origin_camera = pivot_camera - pivot
+    # The crop shows the face as seen along the ray to it, not along the optical axis.
+    rotation = ray_rotation(pivot_camera) @ rotation
+    origin_camera = pivot_camera - rotation @ np.asarray(pivot_um, dtype=np.float64)
     location = origin_camera @ BLENDER_FROM_BFM.T * MICROMETRES_TO_METRES
     blender_rotation = BLENDER_FROM_BFM @ rotation @ BLENDER_FROM_BFM.T
     quaternion = matrix_to_quaternion(blender_rotation)
