@@ -180,6 +180,12 @@ def _sample_rotation(scene, obj, frames, bone=None):
     return np.asarray(out)
 
 
+def _quaternion_product(a, b):
+    from mathutils import Quaternion
+
+    return list(Quaternion(a) @ Quaternion(b))
+
+
 def _angles_between(a, b):
     dots = np.abs(np.sum(a * b, axis=1)) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     return 2 * np.arccos(np.clip(dots, 0.0, 1.0))
@@ -302,3 +308,12 @@ def test_capture_cli_retargets_the_footage_onto_the_avatar(tmp_path, shared_dir,
     jaw = channels.fcurves.find('key_blocks["jawOpen"].value')
     _, values = animation.fcurve_values(jaw)
     assert len(values) == 72 and np.ptp(values) > 0.1
+    # The avatar turns exactly as the baked face does: both from the take smoothed as the bake was.
+    scene = bpy.context.scene
+    captured = retarget.find_captured_face(0)
+    frames = list(range(scene.frame_start, scene.frame_end + 1))
+    rest = np.asarray(avatar["ddfa_rest_rotation"])
+    avatar_turn = _sample_rotation(scene, avatar, frames)
+    avatar_turn = np.array([_quaternion_product(q, rest * [1, -1, -1, -1]) for q in avatar_turn])
+    angle = _angles_between(avatar_turn, _sample_rotation(scene, captured, frames))
+    assert np.degrees(angle.max()) < 0.01

@@ -619,18 +619,27 @@ def append_avatar(avatar_spec: str):
 
 
 def stored_smoothing(captured):
-    """The smoothing a captured face was baked with (``SmoothingSettings``), or None."""
-    from ..core.smoothing import SmoothingSettings
+    """The smoothing a captured face was baked with (``SmoothingSettings``), or None.
 
-    stored = captured.get("ddfa_capture") if captured is not None else None
-    values = stored.get("smoothing") if stored is not None else None
-    if values is None:
+    Read through the add-on's registered ``Object.ddfa_capture`` properties
+    (registered for the call when they are not): Blender 5 keeps properties
+    defined by ``bpy.props`` apart from custom properties, so ``obj.get()``
+    does not see them.
+    """
+    from . import properties
+
+    if captured is None:
         return None
-    known = {field.name for field in dataclasses.fields(SmoothingSettings)}
+    registered_here = not properties.is_registered()
+    if registered_here:
+        properties.register()
     try:
-        return SmoothingSettings.from_dict({k: v for k, v in values.to_dict().items() if k in known})
-    except (CaptureError, TypeError, ValueError, AttributeError):
+        return properties.read_smoothing(captured.ddfa_capture.smoothing)
+    except (CaptureError, AttributeError):
         return None
+    finally:
+        if registered_here:
+            properties.unregister()
 
 
 def find_captured_face(track: int = 0):
