@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 SHARED ?= ../shared
 INPUT  ?= $(SHARED)/data/video/obama.mp4
 
-.PHONY: demo test extension bench models clean train-venv test-train bench-adapt
+.PHONY: demo test extension bench models clean train-venv test-train bench-adapt ffmpeg
 
 $(VENV)/.runtime: requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -56,17 +56,22 @@ demo: models/.ready $(VENV)/.dev
 	$(PY) scripts/capture.py --input "$(INPUT)" --take out/demo.npz \
 		--preview out/demo_preview.mp4 --output out/demo.blend
 
-test: models/.ready $(VENV)/.dev
+# ffmpeg makes the bad-input and memory footage at run time (Debian's package).
+ffmpeg:
+	@command -v ffmpeg >/dev/null || { apt-get update -qq && apt-get install -y -qq ffmpeg; }
+
+test: models/.ready $(VENV)/.dev ffmpeg
 	$(PY) -m pytest -q tests
 
 extension: $(VENV)/.dev
 	$(PY) scripts/build_extension.py --out dist
 
-bench: models/.ready $(VENV)/.dev
+bench: models/.ready $(VENV)/.dev ffmpeg
 	$(PY) benchmarks/bench_capture.py
 	$(PY) benchmarks/bench_stability.py
 	$(PY) benchmarks/bench_bake.py
 	$(PY) benchmarks/bench_live.py
+	$(PY) benchmarks/bench_memory.py
 
 clean:
 	rm -rf $(VENV) $(TRAIN_VENV) models out dist

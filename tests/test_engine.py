@@ -195,7 +195,7 @@ def test_cli_writes_take_and_preview(tmp_path, shared_dir, models_dir):
     assert ok and frame.shape == (360, 1280, 3)  # raw | smoothed, side by side
     result = run_cli("--take", str(take_path), "--preview", str(compare_path), "--preview-compare", "side",
                      "--smooth-expression", "-1")
-    assert result.returncode == 1 and "must be a number >= 0" in result.stderr
+    assert result.returncode == 2 and "must be a number of seconds >= 0" in result.stderr
 
 
 @pytest.mark.parametrize("args, message", [
@@ -233,10 +233,10 @@ def test_cli_captures_a_folder_of_clips(tmp_path, shared_dir, models_dir):
 
 
 def test_cli_checks_options_before_capturing(tmp_path, shared_dir):
-    for args, message in ((["--smooth", "silky"], "Unknown smoothing preset"),
-                          (["--tracks", "first"], "track numbers"),
-                          (["--preview", str(tmp_path / "missing" / "p.mp4")], "folder .* does not exist")):
+    for args, message, code in ((["--smooth", "silky"], "Unknown smoothing preset", 2),
+                                (["--tracks", "first"], "track numbers", 2),
+                                (["--preview", str(tmp_path / "missing" / "p.mp4")], "folder .* does not exist", 1)):
         result = run_cli("--input", str(shared_dir / "data/video/talking_head_640x360.mp4"),
                          "--take", str(tmp_path / "t.npz"), *args)
-        assert result.returncode == 1 and re.search(message, result.stderr)
+        assert result.returncode == code and re.search(message, result.stderr)
         assert not (tmp_path / "t.npz").exists()  # refused before the capture, not after it

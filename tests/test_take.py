@@ -71,13 +71,45 @@ def test_save_into_missing_folder_is_a_clear_error(tmp_path):
 
 
 def test_failed_save_leaves_nothing_behind(tmp_path, monkeypatch):
-    def broken(*args, **kwargs):
-        raise OSError("disk full")
+    import errno
 
-    monkeypatch.setattr(np, "savez", broken)
-    with pytest.raises(OSError):
+    from ddfa_blender.core import take as take_module
+
+    def broken(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(take_module, "write_npz", broken)
+    (tmp_path / "take.npz").write_bytes(b"previous")
+    with pytest.raises(CaptureError, match="disk is full"):
         two_track_take().save(str(tmp_path / "take.npz"))
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(tmp_path) == ["take.npz"]
+    assert (tmp_path / "take.npz").read_bytes() == b"previous"
+
+
+def test_streamed_write_equals_built_take(tmp_path):
+    """The builder's streamed file holds exactly the take it builds in memory, across blocks."""
+    from ddfa_blender.core import take as take_module
+
+    builder = TakeBuilder()
+    rng = np.random.default_rng(0)
+    n = take_module._FRAMES_PER_BLOCK + 700  # more than one block of frames per track
+    for i in range(n):
+        seen = [observation(0, float(i))] if i % 7 else []
+        if 300 < i < 5000:
+            seen.append(observation(2, float(rng.normal())))
+        builder.add(i, i / 30.0, seen, channels={"extra": {o.track_id: [i, o.track_id] for o in seen}})
+    meta = dict(fps=30.0, image_size=(64, 48), model="m", source="s.mp4")
+    built = builder.build(**meta)
+    builder.write(str(tmp_path / "t.npz"), **meta)
+    builder.close()
+    back = Take.load(str(tmp_path / "t.npz"))
+    assert len(built) == 2 * n and built.track_ids() == [0, 2]
+    for name in ("frame", "time", "track", "valid", "detected", "param", "roi", "lmk68", "quality"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(built, name))
+    np.testing.assert_array_equal(back.channels["extra"], built.channels["extra"])
+    assert built.valid[:n].sum() == n - len(range(0, n, 7))
+    np.testing.assert_allclose(built.param[n + 301 : n + 5000], built.param[n + 301 : n + 5000, :1] * np.ones(62))
+    np.testing.assert_allclose(built.channels["extra"][n + 301], [301, 2])
 
 
 def test_load_errors_name_the_problem(tmp_path):

@@ -81,7 +81,8 @@ def bake_take(
     missing: str = "hold",
     footage: str | None = None,
     take_path: str | None = None,
-    frame_origin: int | None = None,
+    time_origin: float | None = None,
+    scene_fps: float | None = None,
     lens_mm: float = pose_mod.DEFAULT_LENS_MM,
     lean_keys: bool = False,
 ):
@@ -93,6 +94,8 @@ def bake_take(
     the take first (None: the take as captured). ``footage``: video file or
     image folder shown behind the camera (None: none). ``take_path`` is
     stored on the object so the bake can be redone from it (Re-smooth).
+    ``scene_fps``: the scene's frame rate (None: the take's); each sample is
+    keyed at its presentation time (see :mod:`.bake_channels`, "Frames").
     ``lean_keys``: write only the keys needed to stay within ``KEY_TOLERANCES``
     of the (smoothed) samples instead of a key on every frame; the key counts
     before and after are stored on the object as ``ddfa_key_counts``.
@@ -103,8 +106,9 @@ def bake_take(
         raise CaptureError(
             "Animating the camera needs a single-face take; key the heads instead."
         )
-    if frame_origin is None and len(take):
-        frame_origin = int(take.frame.min())
+    scene_fps = float(scene_fps or take.fps)
+    if time_origin is None and len(take):
+        time_origin = float(bake_channels.take_times(take).min())
     source = take.for_track(track) if len(take) else take
     if smoothing is not None and smoothing.smooths and len(take):
         from ..core.smoothing import smooth_take
@@ -114,7 +118,8 @@ def bake_take(
         source,
         track,
         start_frame=start_frame,
-        frame_origin=frame_origin,
+        time_origin=time_origin,
+        scene_fps=scene_fps,
         missing=missing,
         key_camera=key_camera,
         lens_mm=lens_mm,
@@ -152,12 +157,16 @@ def bake_take(
         obj[KEY_COUNTS_PROPERTY] = counts
 
         last = int(np.ceil(channels.frames.max())) if len(channels.frames) else start_frame
-        scene_mod.set_timing(scene, source.fps, start_frame, max(last, start_frame))
+        scene_mod.set_timing(scene, scene_fps, start_frame, max(last, start_frame))
         if footage:
-            clip_count = len(bpy.data.movieclips)
-            clip = scene_mod.attach_footage(scene, camera, footage, start_frame, frame_origin)
-            if len(bpy.data.movieclips) > clip_count:
-                undo.created(clip)
+            before = {i.as_pointer() for i in (*bpy.data.movieclips, *bpy.data.images)}
+            first_row = int(np.argmin(bake_channels.take_times(take)))
+            shown = scene_mod.attach_footage(
+                scene, camera, footage, start_frame, int(take.frame[first_row]),
+                float(bake_channels.take_times(take)[first_row]), scene_fps,
+            )
+            if shown.as_pointer() not in before:
+                undo.created(shown)
 
         _store_bake_settings(
             obj, camera, channels, smoothing,
@@ -321,6 +330,7 @@ def removed_on_error(scene):
     created and put the scene's timing, resolution, camera and clip back."""
     collections = (
         bpy.data.objects, bpy.data.meshes, bpy.data.cameras, bpy.data.actions, bpy.data.movieclips,
+        bpy.data.images,
     )
     before = {id_data.as_pointer() for collection in collections for id_data in collection}
     settings = scene_settings(scene)
@@ -366,6 +376,7 @@ class _Undo:
                 bpy.types.Mesh: bpy.data.meshes,
                 bpy.types.Camera: bpy.data.cameras,
                 bpy.types.MovieClip: bpy.data.movieclips,
+                bpy.types.Image: bpy.data.images,
             }[type(id_data)]
             collection.remove(id_data)
         if self.shapes is not None:

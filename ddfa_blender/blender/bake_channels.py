@@ -5,9 +5,14 @@ so everything that can be wrong about a bake (frame mapping, identity, the
 expression scaling, missing frames, the head or camera transform) is here and
 is tested without Blender.
 
-Frames. A take row of source frame ``f`` is keyed on scene frame
-``start_frame + f - frame_origin``; ``frame_origin`` is the take's first
-source frame, so the first captured frame lands on ``start_frame``.
+Frames (:func:`scene_frames`). A take row shown at time ``t`` (seconds, the
+footage's presentation time) is keyed on scene frame
+``start_frame + (t - time_origin) * fps``: ``time_origin`` is the take's first
+time, so the first captured frame lands on ``start_frame``, and ``fps`` is the
+scene rate (the take's nominal rate unless the user picks another). Footage
+at a constant rate keys whole frames; variable-rate footage (phones, dropped
+frames) keys each sample at its real time, so the face stays in sync with the
+footage and its sound.
 
 Identity. The 40 shape coefficients are aggregated per coefficient with the
 median over the track's valid rows: a few outlier frames (a bad re-detect, a
@@ -97,27 +102,42 @@ def fill_missing(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return values[index]
 
 
+def take_times(take) -> np.ndarray:
+    """Presentation times (s) of a take's rows; ``frame / fps`` where a time is unknown."""
+    times = np.asarray(take.time, dtype=np.float64)
+    return np.where(np.isfinite(times), times, take.frame / take.fps)
+
+
+def scene_frames(times, *, fps: float, start_frame: float, time_origin: float) -> np.ndarray:
+    """Scene frames (float64) of samples at ``times`` (s): ``start_frame + (t - time_origin) * fps``,
+    snapped to the whole frame within 0.001 of a frame (rounding noise of constant-rate footage)."""
+    frames = start_frame + (np.asarray(times, dtype=np.float64) - time_origin) * fps
+    whole = np.round(frames)
+    return np.where(np.abs(frames - whole) < 1e-3, whole, frames)
+
+
 def track_channels(
     take,
     track: int = 0,
     *,
     start_frame: int = 1,
-    frame_origin: int | None = None,
+    time_origin: float | None = None,
+    scene_fps: float | None = None,
     missing: str = "hold",
     key_camera: bool = False,
     lens_mm: float = pose_mod.DEFAULT_LENS_MM,
 ) -> TrackChannels:
     """The channels to key for ``track`` of ``take`` (a :class:`..core.take.Take`).
 
-    ``frame_origin`` defaults to the take's first source frame (all tracks of a
-    take share it, so they stay in sync).
+    ``time_origin`` (s) defaults to the take's first time (all tracks of a take
+    share it, so they stay in sync); ``scene_fps`` to the take's rate.
     """
     if missing not in MISSING_MODES:
         raise CaptureError(f"Unknown missing-frame mode '{missing}'; use 'hold' or 'gap'.")
     if len(take) == 0:
         raise CaptureError("The take is empty (no frames); capture the footage again.")
-    if frame_origin is None:
-        frame_origin = int(take.frame.min())
+    if time_origin is None:
+        time_origin = float(take_times(take).min())
     rows = take.for_track(track)
     valid = rows.valid & np.isfinite(rows.param).all(axis=1) & np.isfinite(rows.roi).all(axis=1)
     if not valid.any():
@@ -137,7 +157,8 @@ def track_channels(
     expression = rows.param[:, EXPR_SLICE].astype(np.float64) / scale
     depth = head.location[:, 1]
     distance = float(np.median(depth[valid]))
-    frames = (start_frame + rows.frame - frame_origin).astype(np.float64)
+    frames = scene_frames(take_times(rows), fps=scene_fps or take.fps, start_frame=start_frame,
+                          time_origin=time_origin)
 
     if key_camera:
         inverse = head.rotation * np.array([1.0, -1.0, -1.0, -1.0])

@@ -13,6 +13,7 @@ import os
 
 import bpy
 
+from ..core.atomic_file import check_writable_folder
 from ..core.errors import CaptureError
 from . import bake, properties
 
@@ -26,17 +27,38 @@ def load_face_model(models_dir=None):
 
 def check_writable(output_path: str) -> None:
     """Raise ``CaptureError`` unless a file can be created at ``output_path``."""
-    folder = os.path.dirname(os.path.abspath(output_path))
-    if os.path.isdir(output_path):
-        raise CaptureError(f"Cannot write {output_path}: it is a folder; give a .blend file name.")
-    if not os.path.isdir(folder):
-        raise CaptureError(
-            f"Cannot write {output_path}: folder {folder} does not exist; create it first."
-        )
-    if not os.access(folder, os.W_OK):
-        raise CaptureError(
-            f"Cannot write {output_path}: folder {folder} is not writable; choose another output."
-        )
+    check_writable_folder(output_path, ".blend")
+
+
+def check_retarget(avatar_spec: str, mapping_path=None, head_bone=None) -> None:
+    """Check a retarget before any capture: the avatar file, its object (a mesh with shape
+    keys), the head bone in its armature, and the mapping preset. Resets the session."""
+    from ..core import retarget as core
+    from .retarget import append_avatar, parse_avatar_spec
+
+    path, _ = parse_avatar_spec(avatar_spec)
+    if not path.lower().endswith(".blend"):
+        raise CaptureError(f"--retarget {avatar_spec}: give an avatar .blend file, optionally as FILE.blend:OBJECT.")
+    if mapping_path:
+        try:
+            core.Mapping.load(mapping_path)
+        except (TypeError, KeyError, AttributeError, ValueError) as err:
+            raise CaptureError(f"The mapping preset {mapping_path} is not a valid preset ({err}); fix or re-save it.") from err
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    try:
+        try:
+            avatar, armature = append_avatar(avatar_spec)
+        except (OSError, RuntimeError) as err:
+            raise CaptureError(f"Cannot read the avatar {path} ({' '.join(str(err).split())}); "
+                               "check that Blender opens it.") from err
+        if head_bone and (armature is None or head_bone not in armature.data.bones):
+            bones = ", ".join(b.name for b in armature.data.bones) if armature is not None else ""
+            raise CaptureError(
+                f"Bone '{head_bone}' is not in the avatar's armature"
+                + (f" (bones: {bones})" if bones else f": {avatar.name} has no armature") + "; give its head bone."
+            )
+    finally:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
 
 
 def write_blend(
@@ -52,6 +74,7 @@ def write_blend(
     take_path=None,
     lean_keys=False,
     tracks=None,
+    scene_fps=None,
 ) -> list[tuple[str, int, int]]:
     """Bake ``take`` into a fresh scene and save it as ``output_path``.
 
@@ -59,7 +82,8 @@ def write_blend(
     stored on each face object for Re-smooth. ``footage``: the clip or image
     folder shown behind the camera (None: none). ``take_path``: the take file,
     stored on the objects so they can be baked again from it. ``lean_keys``:
-    reduced Bezier keys instead of one per frame (see ``bake.bake_take``). Every track
+    reduced Bezier keys instead of one per frame (see ``bake.bake_take``).
+    ``scene_fps``: the scene's frame rate (None: the take's). Every track
     with at least one tracked frame gets a face object (``tracks``: only
     these ids). Returns, per face
     object, ``(name, samples, keys)``: keys written and keys before reduction. Raises
@@ -89,6 +113,7 @@ def write_blend(
             take_path=os.path.abspath(take_path) if take_path else None,
             lean_keys=lean_keys,
             tracks=tracks,
+            scene_fps=scene_fps,
         )
         summary = [(obj.name, *obj[bake.KEY_COUNTS_PROPERTY]) for obj in objects]
         save_blend(output_path)
@@ -112,8 +137,11 @@ def save_blend(output_path: str) -> None:
     try:
         bpy.ops.wm.save_as_mainfile(filepath=output_path, copy=True, check_existing=False)
     except RuntimeError as err:
-        raise CaptureError(f"Cannot write {output_path} ({err}); choose another output.") from err
+        raise CaptureError(f"Cannot write {output_path} ({' '.join(str(err).split())}); "
+                           "free some disk space or choose another output.") from err
     finally:
         filepaths.save_version = backups
         if os.path.exists(output_path + "@"):
             os.unlink(output_path + "@")
+    if not os.path.isfile(output_path):
+        raise CaptureError(f"Blender did not write {output_path}; free some disk space or choose another output.")

@@ -33,8 +33,9 @@ world rotation and ``B`` the bone's rest rotation in armature space: the
 bone turns by ``R'`` in the world about its own head, whatever its rest axes
 (parents at rest).
 
-Frames: take row of source frame ``f`` lands on scene frame
-``start_frame + f - frame_origin`` exactly as in the bake; rows without a
+Frames: take row at time ``t`` lands on scene frame
+``start_frame + (t - time_origin) * scene fps`` exactly as in the bake
+(:func:`.bake_channels.scene_frames`); rows without a
 face (or without a MediaPipe result) hold the last value.
 """
 
@@ -50,6 +51,7 @@ from ..core import pose as pose_mod
 from ..core import retarget as core
 from ..core.errors import CaptureError
 from . import animation
+from .bake_channels import scene_frames, take_times
 from ..core.pose import quaternion_multiply
 
 HEAD_GROUP = "Head"
@@ -93,7 +95,8 @@ def retarget_object(
     mode: str = "keys",
     captured=None,
     start_frame: int | None = None,
-    frame_origin: int | None = None,
+    time_origin: float | None = None,
+    scene_fps: float | None = None,
     name: str | None = None,
     smoothing=None,
 ) -> RetargetResult:
@@ -104,7 +107,7 @@ def retarget_object(
     an armature object with ``head_bone``. ``mode``: ``"keys"`` or
     ``"drivers"`` (needs ``captured``, the face object baked from this take).
     ``start_frame``: scene frame of the take's first frame (None: the scene's
-    start). ``smoothing``: a ``SmoothingSettings`` applied to the take first
+    start). ``scene_fps``: the rate keys are placed at (None: the take's). ``smoothing``: a ``SmoothingSettings`` applied to the take first
     (use the captured face's, so both move alike; None: the take as
     captured). Raises CaptureError (scene unchanged) for a target without shape
     keys, an unknown bone, or a missing captured face in drivers mode.
@@ -132,11 +135,12 @@ def retarget_object(
         take = smooth_take(take, smoothing, face_model)
     sources = core.take_sources(take, face_model, track=track, neutral=neutral, eyes=eyes)
     resolved = core.match_mapping(mapping, keys, sources.channels)
-    if frame_origin is None:
-        frame_origin = int(take.frame.min())
+    if time_origin is None:
+        time_origin = float(take_times(take).min())
     if start_frame is None:
         start_frame = scene.frame_start
-    frames = (start_frame + sources.frame - frame_origin).astype(np.float64)
+    times = np.where(np.isfinite(sources.time), sources.time, sources.frame / take.fps)
+    frames = scene_frames(times, fps=scene_fps or take.fps, start_frame=start_frame, time_origin=time_origin)
     name = name or _take_stem(take)
     rotation, centre = _head_rotation(take, track, sources.valid, head_reference)
 
@@ -709,7 +713,8 @@ def retarget_blend(
         scene, take, avatar, face_model=face_model, mapping=mapping, track=track,
         neutral=neutral, eyes=eyes, head_target=head_target, head_bone=head_bone,
         axis_correction=axis_correction, mode=mode, captured=captured,
-        start_frame=scene.frame_start, smoothing=stored_smoothing(captured),
+        start_frame=scene.frame_start, scene_fps=scene.render.fps / scene.render.fps_base,
+        smoothing=stored_smoothing(captured),
         name=captured.name.rpartition(".face")[0] or None if captured is not None else None,
     )
     if captured is not None:

@@ -66,52 +66,79 @@ def ensure_camera(scene, name: str, image_size, lens_mm: float = pose_mod.DEFAUL
     return obj, created
 
 
-def footage_file(path: str) -> tuple[str, int | None]:
-    """The file Blender loads for footage ``path`` and the first frame number of a sequence.
+def footage_file(path: str) -> tuple[str, int | None, bool]:
+    """What Blender loads for footage ``path``: ``(file, first number, still)``.
 
-    A video file is itself (number None); for an image-sequence folder it is the
-    first image in name order and the number in its file name.
+    A video is itself (number None). An image sequence (a folder, or a printf
+    pattern such as ``shot_%04d.png``) is its first image in frame order, with
+    the number in its name (Blender plays the numbered files from there). A
+    single image is a still: ``still`` is True and it is shown as it is,
+    whatever number its name holds (``IMG_0042.jpg``).
     """
-    if os.path.isdir(path):
-        images = sorted(
-            name for name in os.listdir(path) if name.lower().endswith(IMAGE_EXTENSIONS)
-        )
-        if not images:
-            raise CaptureError(f"No images in footage folder {path}; choose a video or image folder.")
-        numbers = re.findall(r"\d+", os.path.splitext(images[0])[0])
-        return os.path.join(path, images[0]), int(numbers[-1]) if numbers else 0
+    from ..core import sources
+
+    if os.path.isdir(path) or (not os.path.exists(path) and sources._is_pattern(path)):
+        files = sources._folder_files(path) if os.path.isdir(path) else sources._pattern_files(path)
+        if not files:
+            raise CaptureError(f"No images in footage {path}; choose a video or an image sequence.")
+        number, first = files[0]
+        return first, _file_number(first), len(files) == 1
     if not os.path.isfile(path):
         raise CaptureError(f"Footage not found: {path}; pass the clip the take was captured from.")
     if path.lower().endswith(IMAGE_EXTENSIONS):
-        numbers = re.findall(r"\d+", os.path.splitext(os.path.basename(path))[0])
-        return path, int(numbers[-1]) if numbers else 0
-    return path, None
+        return path, _file_number(path), True
+    return path, None, False
 
 
-def attach_footage(scene, camera, path: str, start_frame: int, frame_origin: int):
-    """Show ``path`` as a movie clip behind ``camera``: source frame ``frame_origin`` at ``start_frame``.
+def _file_number(path: str) -> int:
+    numbers = re.findall(r"\d+", os.path.splitext(os.path.basename(path))[0])
+    return int(numbers[-1]) if numbers else 0
 
-    Returns the clip. A clip already loaded from the same file is reused.
+
+def attach_footage(scene, camera, path: str, start_frame: int, origin_number: int, origin_time: float, fps: float):
+    """Show footage ``path`` behind ``camera`` so that it plays in step with the bake.
+
+    The take's first sample (source frame ``origin_number`` of a sequence, or
+    time ``origin_time`` seconds of a video) is shown at scene frame
+    ``start_frame``; a video is placed by time at ``fps`` (the scene rate,
+    which Blender's clip plays at for footage at that nominal rate). A single
+    image is shown as a still. Returns the movie clip or image (reused if
+    already loaded from the same file).
     """
-    filepath, first_number = footage_file(path)
+    filepath, first_number, still = footage_file(path)
     absolute = os.path.abspath(filepath)
-    clip = next(
-        (c for c in bpy.data.movieclips if bpy.path.abspath(c.filepath) == absolute), None
-    )
-    if clip is None:
-        clip = bpy.data.movieclips.load(absolute)
-    clip.frame_start = int(start_frame)
-    # Video frames are 0-based indices; a sequence's clip starts at its first file.
-    clip.frame_offset = int(frame_origin) - (0 if first_number is None else first_number)
     data = camera.data
-    background = next((b for b in data.background_images if b.clip == clip), None)
-    if background is None:
-        background = data.background_images.new()
-    background.source = "MOVIE_CLIP"
-    background.clip = clip
-    background.use_camera_clip = False
+    if still:
+        image = next((i for i in bpy.data.images if bpy.path.abspath(i.filepath) == absolute), None)
+        if image is None:
+            image = bpy.data.images.load(absolute)
+        image.source = "FILE"  # one picture, not the start of a numbered sequence
+        background = next((b for b in data.background_images if b.image == image), None)
+        if background is None:
+            background = data.background_images.new()
+        background.source = "IMAGE"
+        background.image = image
+        loaded = image
+    else:
+        clip = next(
+            (c for c in bpy.data.movieclips if bpy.path.abspath(c.filepath) == absolute), None
+        )
+        if clip is None:
+            clip = bpy.data.movieclips.load(absolute)
+        clip.frame_start = int(start_frame)
+        if first_number is None:  # a video: by time, 0-based frames
+            clip.frame_offset = int(round(origin_time * fps))
+        else:  # a sequence's clip starts at its first file
+            clip.frame_offset = int(origin_number) - first_number
+        background = next((b for b in data.background_images if b.clip == clip), None)
+        if background is None:
+            background = data.background_images.new()
+        background.source = "MOVIE_CLIP"
+        background.clip = clip
+        background.use_camera_clip = False
+        scene.active_clip = clip
+        loaded = clip
     background.alpha = 1.0
     background.frame_method = "FIT"
     data.show_background_images = True
-    scene.active_clip = clip
-    return clip
+    return loaded

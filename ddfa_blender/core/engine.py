@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zipfile
 import queue
 import threading
 import time
@@ -19,7 +20,7 @@ from .confidence import OCCLUSION_CHANNEL, occlusion_channel
 from .errors import CaptureCancelled, CaptureError
 from .face_model import FaceModel
 from .regressor import Regressor, resolve_model
-from .sources import Frame, FrameSource, open_source
+from .sources import Frame, FrameSource, frame_timing, open_source
 from .take import Take, TakeBuilder
 from .tracker import FaceTracker
 
@@ -71,13 +72,19 @@ class ChannelExtractor:
 
 
 def load_face_model(models_dir) -> FaceModel:
-    """The prepared BFM face model in ``models_dir``."""
+    """The prepared BFM face model in ``models_dir``; ``CaptureError`` naming the fix if absent or corrupt."""
     path = os.path.join(str(models_dir), BFM_FILE)
     if not os.path.isfile(path):
         raise CaptureError(
             f"Face model is not prepared in {models_dir}: run `python scripts/fetch_models.py`."
         )
-    return FaceModel.load(path)
+    try:
+        return FaceModel.load(path)
+    except (zipfile.BadZipFile, ValueError, KeyError, OSError, EOFError) as err:
+        raise CaptureError(
+            f"Face model {path} is corrupt ({type(err).__name__}): delete it and run "
+            "`python scripts/fetch_models.py` again."
+        ) from err
 
 
 def models_folder(options: CaptureOptions) -> str:
@@ -106,26 +113,62 @@ def build_tracker(options, detector=None) -> FaceTracker:
     )
 
 
+@dataclasses.dataclass
+class CaptureSummary:
+    """What a capture found: ``frames`` captured, ``face_rows`` (rows with a face, one per
+    track and frame), ``frames_with_face`` (frames with at least one face), ``tracks`` (ids with
+    a face), ``fps`` (the take's frame rate), ``image_size`` (displayed width, height),
+    ``warnings`` (sentences for the user)."""
+
+    frames: int
+    face_rows: int
+    frames_with_face: int
+    tracks: list
+    fps: float
+    image_size: tuple
+    warnings: list
+
+
 def capture(
     input_path,
     options: CaptureOptions | None = None,
     progress: Callable[[int, int | None], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> Take:
-    """Track the faces in footage and return the take.
+    """Track the faces in footage and return the take (in memory).
 
     ``progress(done, total)`` is called after each frame (``total`` is the
     source's frame-count estimate, or None). ``should_stop()`` returning true
     cancels with :class:`.errors.CaptureCancelled`. Raises :class:`CaptureError`
     for unreadable input, missing models, or footage without any face.
     """
-    options = options or CaptureOptions()
+    with TakeBuilder() as builder:
+        metadata, _ = _capture_into(builder, input_path, options or CaptureOptions(), progress, should_stop)
+        return builder.build(**metadata)
+
+
+def capture_to_file(
+    input_path,
+    take_path,
+    options: CaptureOptions | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> CaptureSummary:
+    """Like :func:`capture`, but the take goes straight to ``take_path`` (atomically) and
+    memory stays flat however long the footage is. Returns a :class:`CaptureSummary`."""
+    with TakeBuilder() as builder:
+        metadata, summary = _capture_into(builder, input_path, options or CaptureOptions(), progress, should_stop)
+        builder.write(os.fspath(take_path), **metadata)
+        return summary
+
+
+def _capture_into(builder: TakeBuilder, input_path, options, progress, should_stop):
+    """Run the capture into ``builder``; (take metadata, :class:`CaptureSummary`)."""
     started = time.perf_counter()
-    detector = BackgroundLoader(_make_detector)  # MediaPipe's import is the slowest start-up step
-    source = open_source(input_path, options.fps)
+    source = open_source(input_path, options.fps)  # unreadable footage fails before anything starts
     try:
+        detector = BackgroundLoader(_make_detector)  # MediaPipe's import is the slowest start-up step
         tracker = build_tracker(options, detector.get)
-        builder = TakeBuilder()
         first_done = None
         for frame in prefetch(source):
             if should_stop is not None and should_stop():
@@ -142,8 +185,21 @@ def capture(
         source.close()
         for channel in options.channels:
             channel.close()
-    take = builder.build(
-        fps=source.fps,
+    if len(builder) == 0:
+        raise CaptureError(f"No frame could be decoded from {input_path}: the file is damaged; export it again.")
+    warnings = list(getattr(source, "notes", []))
+    reported = getattr(source, "reported_fps", source.fps)
+    times, fps, note = frame_timing(builder.times(), reported, options.fps, input_path)
+    builder.set_times(times)
+    if note:
+        warnings.append(note)
+    if builder.valid_rows == 0:
+        raise CaptureError(
+            f"No face found in {input_path} ({len(builder)} frames): the performer's face "
+            "must be visible and at least about 40 pixels wide."
+        )
+    metadata = dict(
+        fps=fps,
         image_size=source.image_size,
         model=tracker.regressor.name,
         source=os.path.abspath(os.fspath(input_path)),
@@ -156,14 +212,16 @@ def capture(
             # Start-up (models, detector, first frame) and the steady per-frame loop after it.
             "first_frame_seconds": first_done - started,
             "loop_seconds": finished - first_done,
+            "rotation": getattr(source, "rotation", 0),
+            "warnings": warnings,
         },
     )
-    if not take.valid.any():
-        raise CaptureError(
-            f"No face found in {input_path} ({len(builder)} frames): the performer's face "
-            "must be visible and at least about 40 pixels wide."
-        )
-    return take
+    summary = CaptureSummary(
+        frames=len(builder), face_rows=builder.valid_rows, frames_with_face=builder.frames_with_face,
+        tracks=builder.track_ids(),
+        fps=fps, image_size=tuple(source.image_size), warnings=warnings,
+    )
+    return metadata, summary
 
 
 def _make_detector():

@@ -32,36 +32,52 @@ def write_preview(take: Take, output_path: str, second: Take | None = None, layo
 
     ``layout`` is ``"overlay"`` (both on one frame) or ``"side"`` (``take``
     left, ``second`` right); with a second take, ``labels`` name the two in
-    their colours. Returns the number of frames written.
+    their colours. Returns the number of frames written. The file is checked
+    afterwards (OpenCV's writer fails silently, e.g. on a full disk): an
+    incomplete one is a ``CaptureError``. Write to a temporary name and rename
+    it (see :mod:`.atomic_file`) to keep a previous preview safe.
     """
     import cv2
 
+    if not take.source or not (os.path.exists(take.source) or "%" in os.path.basename(take.source)):
+        raise CaptureError(
+            f"Cannot draw a preview: the take's footage {take.source or '(none)'} is not there; "
+            "put it back or capture again."
+        )
     source = open_source(take.source, take.fps)
     width, height = source.image_size
+    if (width, height) != tuple(take.image_size):
+        source.close()
+        raise CaptureError(
+            f"The footage {take.source} is {width}x{height} but the take was captured from "
+            f"{take.image_size[0]}x{take.image_size[1]} footage; capture it again."
+        )
     size = (width * 2, height) if second is not None and layout == "side" else (width, height)
     folder = os.path.dirname(os.path.abspath(output_path))
     if not os.path.isdir(folder):
+        source.close()
         raise CaptureError(f"Cannot write preview {output_path}: folder {folder} does not exist.")
     writer = cv2.VideoWriter(output_path, cv2.VideoWriter_fourcc(*"mp4v"), take.fps, size)
     if not writer.isOpened():
+        source.close()
         raise CaptureError(f"Cannot write preview {output_path}: OpenCV could not open an MP4 writer there.")
-    rows = _rows_by_frame(take)
-    second_rows = _rows_by_frame(second) if second is not None else {}
+    rows = _RowsByFrame(take)
+    second_rows = _RowsByFrame(second) if second is not None else None
     written = 0
     try:
         for frame in source:
             image = frame.image.copy()
-            for row in rows.get(frame.number, []):
+            for row in rows.get(frame.number):
                 draw_face(image, take, row, RAW_COLOUR)
             if second is not None and layout == "side":
                 right = frame.image.copy()
-                for row in second_rows.get(frame.number, []):
+                for row in second_rows.get(frame.number):
                     draw_face(right, second, row, SECOND_COLOUR)
                 _label(image, labels[0], RAW_COLOUR, 0)
                 _label(right, labels[1], SECOND_COLOUR, 0)
                 image = np.concatenate([image, right], axis=1)
             elif second is not None:
-                for row in second_rows.get(frame.number, []):
+                for row in second_rows.get(frame.number):
                     draw_face(image, second, row, SECOND_COLOUR)
                 _label(image, labels[0], RAW_COLOUR, 0)
                 _label(image, labels[1], SECOND_COLOUR, 1)
@@ -72,7 +88,24 @@ def write_preview(take: Take, output_path: str, second: Take | None = None, layo
     finally:
         writer.release()
         source.close()
+    check_video(output_path, written, "preview")
     return written
+
+
+def check_video(path: str, frames: int, what: str = "video") -> None:
+    """Raise ``CaptureError`` unless ``path`` is a playable video of ``frames`` frames."""
+    import cv2
+
+    reader = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    try:
+        ok = reader.isOpened() and int(reader.get(cv2.CAP_PROP_FRAME_COUNT)) == frames
+    finally:
+        reader.release()
+    if not ok:
+        raise CaptureError(
+            f"The {what} {path} could not be written completely (is the disk full?); "
+            "free some space or choose another folder."
+        )
 
 
 def draw_face(image: np.ndarray, take: Take, row: int, colour) -> None:
@@ -103,8 +136,15 @@ def _label(image: np.ndarray, text: str, colour, line: int) -> None:
     cv2.putText(image, text, origin, cv2.FONT_HERSHEY_SIMPLEX, 0.9, colour, 2, cv2.LINE_AA)
 
 
-def _rows_by_frame(take: Take) -> dict[int, list[int]]:
-    rows: dict[int, list[int]] = {}
-    for index in np.flatnonzero(take.valid):
-        rows.setdefault(int(take.frame[index]), []).append(int(index))
-    return rows
+class _RowsByFrame:
+    """The valid rows of each source frame, from sorted arrays (no per-frame Python objects)."""
+
+    def __init__(self, take: Take):
+        rows = np.flatnonzero(take.valid)
+        order = np.argsort(take.frame[rows], kind="stable")
+        self._rows = rows[order]
+        self._frames = take.frame[self._rows]
+
+    def get(self, number: int) -> np.ndarray:
+        lo, hi = np.searchsorted(self._frames, [number, number + 1])
+        return self._rows[lo:hi]

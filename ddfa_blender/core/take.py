@@ -40,8 +40,10 @@ frame, sorted by track then frame, so ``for_track`` is a contiguous slice.
                   :mod:`.confidence` (heads agreement, occlusion, landmarks
                   outside the image, implausible motion or expression against
                   the neighbours, MediaPipe finding no face). Rows under 0.5
-                  are *flagged*. Takes written before this field existed get
-                  it computed from their own rows when loaded.
+                  are *flagged*. Takes written before this field existed, and
+                  takes streamed while capturing (:meth:`TakeBuilder.write`,
+                  which never holds the whole take), get it computed from
+                  their own rows when loaded.
 
 Extension channels: any array named ``ch.<name>`` with N rows (for example
 ``ch.mp_blendshapes`` (N, 52)); its column names, if any, are listed in
@@ -51,6 +53,7 @@ ones never need a new take version.
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import json
 import os
@@ -60,12 +63,18 @@ import numpy as np
 
 from .atomic_file import atomic_write
 from .errors import CaptureError
+from .take_store import ChunkedArray, RecordSpill, write_npz
 
 TAKE_VERSION = 1
 N_PARAM = 62
 N_LANDMARKS = 68
 CHANNEL_PREFIX = "ch."
 
+# Every row field: name -> (dtype, per-row shape). ``frame``, ``time``, ``track`` and
+# ``valid`` are laid out by the builder, those in _OPTIONAL_ROWS are computed from the
+# finished take; every other field is read from the tracker's observations by attribute
+# name, so a new per-row field is one line here (and its attribute on the observation).
+# Invalid rows hold NaN (floats) or 0 / False.
 _ROW_SPECS = {
     "frame": (np.int64, ()),
     "time": (np.float64, ()),
@@ -175,17 +184,9 @@ class Take:
         self.check()
         arrays = {name: getattr(self, name) for name in _ROW_SPECS}
         arrays.update({CHANNEL_PREFIX + k: v for k, v in self.channels.items()})
-        arrays.update(
-            take_version=np.int32(TAKE_VERSION),
-            version=np.str_(self.version),
-            model=np.str_(self.model),
-            source=np.str_(self.source),
-            fps=np.float64(self.fps),
-            image_size=np.asarray(self.image_size, dtype=np.int32),
-            meta=np.str_(json.dumps(self.meta)),
-        )
+        arrays.update(header_arrays(self.fps, self.image_size, self.model, self.source, self.version, self.meta))
         with atomic_write(path, "take", binary=True) as handle:
-            np.savez(handle, **arrays)
+            write_npz(handle, arrays)
 
     @classmethod
     def load(cls, path: str) -> "Take":
@@ -243,29 +244,66 @@ def parse_tracks(text: str) -> list[int] | None:
         raise CaptureError(f"Tracks '{text}' must be track numbers such as 0, 2.") from None
 
 
+def header_arrays(fps, image_size, model, source, version, meta) -> dict:
+    """The scalar and metadata entries of a take file (see the module doc)."""
+    return dict(
+        take_version=np.int32(TAKE_VERSION),
+        version=np.str_(version),
+        model=np.str_(model),
+        source=np.str_(source),
+        fps=np.float64(fps),
+        image_size=np.asarray(image_size, dtype=np.int32),
+        meta=np.str_(json.dumps(meta)),
+    )
+
+
+def _fill_value(dtype):
+    return np.nan if np.issubdtype(dtype, np.floating) else 0
+
+
 def empty_rows(n: int) -> dict:
     """Row arrays for ``n`` rows, float fields NaN and flags false: a blank to fill."""
-    rows = {}
-    for name, (dtype, tail) in _ROW_SPECS.items():
-        fill = np.nan if np.issubdtype(dtype, np.floating) else 0
-        rows[name] = np.full((n, *tail), fill, dtype=dtype)
-    return rows
+    return {
+        name: np.full((n, *tail), _fill_value(dtype), dtype=dtype)
+        for name, (dtype, tail) in _ROW_SPECS.items()
+    }
+
+
+# Row fields the builder lays out itself; those computed from the finished take
+# (_OPTIONAL_ROWS); every other one comes from the observations.
+_LAYOUT_FIELDS = ("frame", "time", "track", "valid")
+_OBSERVED_FIELDS = tuple(name for name in _ROW_SPECS if name not in _LAYOUT_FIELDS + _OPTIONAL_ROWS)
+_FRAMES_PER_BLOCK = 4096  # frames of one track written at a time
 
 
 class TakeBuilder:
     """Collects per-frame observations and lays them out as a dense take.
 
     Call :meth:`add` once per source frame, in order, with that frame's
-    observations (objects with ``track_id``, ``param``, ``roi``, ``lmk68``,
-    ``quality``, ``detected``; an empty list when no face was seen) and any
-    extra per-observation channels. Every track gets a row for every frame;
-    frames where it was not seen are invalid rows.
+    observations (objects with ``track_id`` and one attribute per observed row
+    field: ``param``, ``roi``, ``lmk68``, ``quality``, ``detected``, ...; an
+    empty list when no face was seen) and any extra per-observation channels.
+    Every track gets a row for every frame; frames where it was not seen are
+    invalid rows.
+
+    Memory stays flat in the take's length: observations go to temporary
+    files (:class:`.take_store.RecordSpill`) as they arrive; :meth:`write`
+    streams the take to a file without assembling it, :meth:`build` returns
+    it in memory. Only the frame numbers and times (16 bytes a frame) stay in
+    memory. :meth:`close` (or the garbage collector) removes the files.
     """
 
     def __init__(self):
-        self._frames: list[tuple[int, float]] = []
-        self._seen: dict[int, dict[int, object]] = {}
-        self._channels: dict[str, dict[tuple[int, int], np.ndarray]] = {}
+        self._numbers = array.array("q")
+        self._times = array.array("d")
+        self._tracks: set[int] = set()
+        self._valid_rows = 0
+        self._frames_with_face = 0
+        self._observations = RecordSpill(np.dtype(
+            [("index", np.int64), ("track", np.int32)]
+            + [(name, dtype, tail) for name, (dtype, tail) in _ROW_SPECS.items() if name in _OBSERVED_FIELDS]
+        ))
+        self._channels: dict[str, RecordSpill] = {}
 
     def add(self, number: int, time: float, observations, channels=None) -> None:
         """Record frame ``number`` (time in seconds) with its observations.
@@ -273,44 +311,149 @@ class TakeBuilder:
         ``channels`` maps a channel name to a dict {track_id: values} for this
         frame; a channel that never has values is left out of the take.
         """
-        index = len(self._frames)
-        self._frames.append((int(number), float(time)))
+        index = len(self._numbers)
+        self._numbers.append(int(number))
+        self._times.append(float(time))
+        self._frames_with_face += bool(observations)
         for obs in observations:
-            self._seen.setdefault(obs.track_id, {})[index] = obs
+            record = self._observations.append()
+            record["index"] = index
+            record["track"] = obs.track_id
+            for name in _OBSERVED_FIELDS:
+                record[name] = getattr(obs, name)
+            self._tracks.add(int(obs.track_id))
+            self._valid_rows += 1
         for name, per_track in (channels or {}).items():
             for track_id, values in per_track.items():
-                self._channels.setdefault(name, {})[(track_id, index)] = np.asarray(values)
+                values = np.asarray(values, dtype=np.float32)
+                spill = self._channels.get(name)
+                if spill is None:
+                    spill = self._channels[name] = RecordSpill(np.dtype(
+                        [("index", np.int64), ("track", np.int32), ("values", np.float32, values.shape)]
+                    ))
+                record = spill.append()
+                record["index"], record["track"], record["values"] = index, track_id, values
 
     def __len__(self):
-        return len(self._frames)
+        return len(self._numbers)
+
+    @property
+    def valid_rows(self) -> int:
+        """Rows with a face so far (one per track and frame where it was seen)."""
+        return self._valid_rows
+
+    @property
+    def frames_with_face(self) -> int:
+        """Frames with at least one face so far."""
+        return self._frames_with_face
+
+    def track_ids(self) -> list[int]:
+        """Sorted ids of the tracks seen so far ([0] if none: a take always has one track)."""
+        return sorted(self._tracks) or [0]
+
+    def times(self) -> np.ndarray:
+        """Presentation times (s) of the frames added so far, in order."""
+        return np.array(self._times, dtype=np.float64)
+
+    def set_times(self, times) -> None:
+        """Replace the frames' presentation times (e.g. where the footage had none)."""
+        times = np.asarray(times, dtype=np.float64)
+        if times.shape != (len(self),):
+            raise ValueError(f"{times.shape} times for {len(self)} frames")
+        self._times = array.array("d", times.tobytes())
+
+    def arrays(self) -> dict:
+        """Every row field and channel as a :class:`.take_store.ChunkedArray` (name -> array)."""
+        track_ids = self.track_ids()
+        n_frames = len(self)
+        total = n_frames * len(track_ids)
+        numbers = np.array(self._numbers, dtype=np.int64)
+        times = np.array(self._times, dtype=np.float64)
+
+        def repeated(values):
+            return lambda: (values for _ in track_ids)
+
+        def per_track(dtype):
+            return lambda: (np.full(n_frames, track_id, dtype=dtype) for track_id in track_ids)
+
+        def observed(spill, field, dtype, tail):
+            def chunks():
+                for track_id in track_ids:
+                    yield from _dense_blocks(spill, field, track_id, n_frames, dtype, tail)
+            return chunks
+
+        out = {
+            "frame": ChunkedArray((total,), np.int64, repeated(numbers)),
+            "time": ChunkedArray((total,), np.float64, repeated(times)),
+            "track": ChunkedArray((total,), np.int32, per_track(np.int32)),
+            "valid": ChunkedArray((total,), np.bool_, observed(self._observations, None, np.bool_, ())),
+        }
+        for name in _OBSERVED_FIELDS:
+            dtype, tail = _ROW_SPECS[name]
+            out[name] = ChunkedArray((total, *tail), dtype, observed(self._observations, name, dtype, tail))
+        for name, spill in self._channels.items():
+            tail = spill.dtype["values"].shape
+            out[CHANNEL_PREFIX + name] = ChunkedArray(
+                (total, *tail), np.float32, observed(spill, "values", np.float32, tail)
+            )
+        return out
+
+    def write(self, path: str, *, fps, image_size, model="", source="", version="", meta=None) -> None:
+        """Write the take to ``path`` atomically, streaming it (never whole in memory)."""
+        if not version:
+            from .. import __version__
+
+            version = __version__
+        if not float(fps) > 0:
+            raise CaptureError(f"Take fps must be positive, got {fps}.")
+        arrays = self.arrays()
+        arrays.update(header_arrays(fps, image_size, model, source, version, meta or {}))
+        with atomic_write(path, "take", binary=True) as handle:
+            write_npz(handle, arrays)
 
     def build(self, **metadata) -> "Take":
-        """The take (rows sorted by track then frame); ``metadata`` goes to :class:`Take`."""
-        track_ids = sorted(self._seen) or [0]
-        n_frames = len(self._frames)
-        rows = empty_rows(n_frames * len(track_ids))
-        rows.pop("confidence")  # computed by Take from the finished rows and channels
-        numbers = np.array([f[0] for f in self._frames], dtype=np.int64)
-        times = np.array([f[1] for f in self._frames], dtype=np.float64)
-        channels = {}
-        for name, store in self._channels.items():
-            sample = next(iter(store.values()))
-            channels[name] = np.full((len(rows["frame"]), *sample.shape), np.nan, dtype=np.float32)
-        for block, track_id in enumerate(track_ids):
-            start = block * n_frames
-            rows["frame"][start : start + n_frames] = numbers
-            rows["time"][start : start + n_frames] = times
-            rows["track"][start : start + n_frames] = track_id
-            for index, obs in self._seen.get(track_id, {}).items():
-                row = start + index
-                rows["valid"][row] = True
-                rows["detected"][row] = obs.detected
-                rows["param"][row] = obs.param
-                rows["roi"][row] = obs.roi
-                rows["lmk68"][row] = obs.lmk68
-                rows["quality"][row] = obs.quality
-            for name, store in self._channels.items():
-                for (owner, index), values in store.items():
-                    if owner == track_id:
-                        channels[name][start + index] = values
-        return Take(channels=channels, **rows, **metadata)
+        """The take in memory (rows sorted by track then frame); ``metadata`` goes to :class:`Take`."""
+        arrays = {name: value.materialise() for name, value in self.arrays().items()}
+        channels = {
+            name[len(CHANNEL_PREFIX):]: arrays.pop(name) for name in list(arrays) if name.startswith(CHANNEL_PREFIX)
+        }
+        return Take(channels=channels, **arrays, **metadata)
+
+    def close(self) -> None:
+        """Remove the temporary files (the builder cannot be used afterwards)."""
+        self._observations.close()
+        for spill in self._channels.values():
+            spill.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _dense_blocks(spill: RecordSpill, field, track_id: int, n_frames: int, dtype, tail):
+    """One track's column over every frame, in frame-order blocks: the spill's records of
+    ``track_id`` scattered into blanks (``field`` None: the validity flag)."""
+    records = spill.blocks()
+    pending: list[np.ndarray] = []  # this track's records not yet placed, in index order
+    seen_up_to = -1  # highest frame index read from the spill (any track)
+    for start in range(0, n_frames, _FRAMES_PER_BLOCK):
+        stop = min(start + _FRAMES_PER_BLOCK, n_frames)
+        while seen_up_to < stop - 1:
+            block = next(records, None)
+            if block is None:
+                seen_up_to = n_frames
+                break
+            seen_up_to = int(block["index"][-1])
+            mine = block[block["track"] == track_id]
+            if len(mine):
+                pending.append(mine)
+        mine = np.concatenate(pending) if pending else None
+        out = np.full((stop - start, *tail), False if field is None else _fill_value(dtype), dtype=dtype)
+        if mine is not None:
+            here = mine["index"] < stop
+            placed = mine[here]
+            out[placed["index"] - start] = True if field is None else placed[field]
+            pending = [mine[~here]] if (~here).any() else []
+        yield out
