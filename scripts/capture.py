@@ -51,27 +51,52 @@ MAX_FACES = 16
 MAX_FPS = 240.0
 
 
+class Messages:
+    """Where this script's own lines go: stderr, through a private copy of file descriptor 2.
+
+    The copy is taken before any thread starts, so a library that points fd 2
+    (or ``sys.stderr``'s descriptor) elsewhere for a while, e.g. to hide native
+    start-up chatter, can never swallow an error line; fd 2 itself is left alone.
+    """
+
+    def __init__(self):
+        try:
+            sys.stderr.flush()
+            self.stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1,
+                                    encoding=sys.stderr.encoding or "utf-8", errors="backslashreplace")
+        except (AttributeError, OSError, ValueError):  # no real stderr (some embedded consoles)
+            self.stream = sys.stderr
+        self.tty = self.stream.isatty()
+
+    def write(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+    def line(self, text: str) -> None:
+        self.write(text + "\n")
+
+
 class ProgressBar:
     """A one-line progress bar on stderr (a line every 10 s when stderr is not a terminal)."""
 
-    def __init__(self, label: str, quiet: bool = False):
+    def __init__(self, label: str, messages: Messages, quiet: bool = False):
         self.label = label
         self.quiet = quiet
+        self.messages = messages
         self.start = time.perf_counter()
         self.last = self.start
-        self.tty = sys.stderr.isatty()
+        self.tty = messages.tty
 
     def __call__(self, done: int, total: int | None) -> None:
         now = time.perf_counter()
         if self.quiet or (now - self.last < (0.1 if self.tty else 10.0)):
             return
         self.last = now
-        sys.stderr.write(("\r" if self.tty else "") + self._line(done, total) + ("" if self.tty else "\n"))
-        sys.stderr.flush()
+        self.messages.write(("\r" if self.tty else "") + self._line(done, total) + ("" if self.tty else "\n"))
 
     def finish(self, done: int) -> None:
         if not self.quiet and self.tty:
-            sys.stderr.write("\r" + self._line(done, done) + "\n")
+            self.messages.write("\r" + self._line(done, done) + "\n")
 
     def _line(self, done: int, total: int | None) -> str:
         rate = done / max(time.perf_counter() - self.start, 1e-9)
@@ -155,6 +180,7 @@ class Settings:
     smoothing: object
     tracks: list | None
     single_clip: bool = True  # print the clip's own summary (a batch prints one line per clip)
+    messages: Messages = dataclasses.field(default_factory=Messages)
 
 
 def usable_cores() -> int:
@@ -164,7 +190,7 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def check_options(args) -> Settings:
+def check_options(args, messages: Messages | None = None) -> Settings:
     """Option ranges and the smoothing and track choice; UsageError naming the fix."""
     import dataclasses as dc
 
@@ -215,7 +241,7 @@ def check_options(args) -> Settings:
             raise UsageError(f"{option} {value}: the file name must end with {' or '.join(extensions)}.")
     if args.take and not _is_folder_target(args, args.take) and not args.take.lower().endswith(TAKE_EXTENSIONS):
         raise UsageError(f"--take {args.take}: a take file name must end with .npz.")
-    return Settings(args, smoothing, tracks)
+    return Settings(args, smoothing, tracks, messages=messages or Messages())
 
 
 def _is_folder_target(args, value) -> bool:
@@ -380,7 +406,7 @@ def _write_clip(job: ClipJob, settings: Settings, progress: bool) -> ClipResult:
                 from ddfa_blender.core.face_landmarker import make_channels
 
                 options.channels = make_channels(args.models)
-            bar = ProgressBar(f"capture {os.path.basename(job.input)}", not progress)
+            bar = ProgressBar(f"capture {os.path.basename(job.input)}", settings.messages, not progress)
             if take_file:
                 summary = capture_to_file(job.input, take_file, options, progress=bar)
                 take = Take.load(take_file) if (preview_file or blend_file) else None
@@ -390,7 +416,7 @@ def _write_clip(job: ClipJob, settings: Settings, progress: bool) -> ClipResult:
             bar.finish(summary.frames)
             warnings = summary.warnings
             for warning in warnings:
-                print(f"warning: {warning}", file=sys.stderr)
+                settings.messages.line(f"warning: {warning}")
         else:
             take = Take.load(job.take)
             summary = take_summary(take)
@@ -443,7 +469,7 @@ def _write_preview(take, path, settings, progress) -> None:
 
         face = load_face_model(models_folder(CaptureOptions(models_dir=args.models)))
         second = smooth_take(take, settings.smoothing, face)
-    bar = ProgressBar("preview", not progress)
+    bar = ProgressBar("preview", settings.messages, not progress)
     count = write_preview(take, path, second, args.preview_compare or "overlay", progress=bar)
     bar.finish(count)
 
@@ -525,6 +551,7 @@ def _raise_terminated(signum, frame):
 
 def main(argv) -> int:
     debug = debugging(argv)
+    messages = Messages()
     if sys.platform != "win32":
         try:
             signal.signal(signal.SIGTERM, _raise_terminated)
@@ -534,7 +561,7 @@ def main(argv) -> int:
     job = None
     try:
         args = parse_args(argv)
-        settings = check_options(args)
+        settings = check_options(args, messages)
         jobs = clip_jobs(args)
         extra_inputs = retarget_inputs(args)
         for job in jobs:
@@ -549,21 +576,20 @@ def main(argv) -> int:
             return EXIT_DONE
         return run_batch(jobs, settings)
     except UsageError as err:
-        _report(err, debug)
+        _report(err, debug, messages)
         return EXIT_USAGE
     except CaptureError as err:
-        _report(err, debug)
+        _report(err, debug, messages)
         return EXIT_FAILED
     except (Terminated, KeyboardInterrupt, CaptureCancelled) as err:
         kind = "terminated" if isinstance(err, Terminated) else "interrupted"
-        print(f"{kind}: no output of the clip in progress was written; previous files are unchanged",
-              file=sys.stderr)
+        messages.line(f"{kind}: no output of the clip in progress was written; previous files are unchanged")
         return EXIT_TERMINATED if isinstance(err, Terminated) else EXIT_INTERRUPTED
     except Exception as err:  # a bug, not a user mistake: still one line unless debugging
         if debug:
-            traceback.print_exc()
-        print(f"error: unexpected {type(err).__name__}: {one_line(err)} (a bug: run again with --debug "
-              "and report the traceback); nothing was written", file=sys.stderr)
+            traceback.print_exc(file=messages.stream)
+        messages.line(f"error: unexpected {type(err).__name__}: {one_line(err)} (a bug: run again with --debug "
+                      "and report the traceback); nothing was written")
         return EXIT_FAILED
 
 
@@ -575,14 +601,20 @@ def run_batch(jobs: list[ClipJob], settings: Settings) -> int:
     for job in jobs:
         result = run_clip(job, settings)
         results.append(result)
-        print(result.line(), file=sys.stderr if result.status != "done" else sys.stdout, flush=True)
+        if result.status == "done":
+            print(result.line(), flush=True)
+        else:
+            settings.messages.line(result.line())
     failed = sum(r.status != "done" for r in results)
     for folder in created:
         if not os.listdir(folder):
             os.rmdir(folder)
     line = (f"{len(results)} clips: {len(results) - failed} done, {failed} failed "
             f"({time.perf_counter() - started:.1f} s)")
-    print(line, file=sys.stderr if failed else sys.stdout)
+    if failed:
+        settings.messages.line(line)
+    else:
+        print(line)
     return EXIT_FAILED if failed else EXIT_DONE
 
 
@@ -600,10 +632,10 @@ def _make_output_folders(args) -> list[str]:
     return created
 
 
-def _report(err: BaseException, debug: bool) -> None:
+def _report(err: BaseException, debug: bool, messages: Messages) -> None:
     if debug:
-        traceback.print_exception(type(err), err, err.__traceback__)
-    print(f"error: {one_line(err)}", file=sys.stderr)
+        traceback.print_exception(type(err), err, err.__traceback__, file=messages.stream)
+    messages.line(f"error: {one_line(err)}")
 
 
 def script_arguments() -> list[str]:

@@ -103,9 +103,11 @@ def upright(media, models_dir):
 @pytest.fixture
 def work(tmp_path):
     """A folder holding a good previous take, preview and .blend that no failed run may change."""
+    folder = tmp_path / "work"
+    folder.mkdir()
     for name in ("old.npz", "old.mp4", "old.blend"):
-        (tmp_path / name).write_bytes(f"previous {name}".encode() * 10)
-    return tmp_path
+        (folder / name).write_bytes(f"previous {name}".encode() * 10)
+    return folder
 
 
 # -- messages -------------------------------------------------------------------------------
