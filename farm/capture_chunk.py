@@ -110,30 +110,22 @@ def capture_clip(clip: str, outputs, settings: JobSettings) -> ClipResult:
             "--preview", outputs.preview, *settings.capture_arguments()]
     try:
         args = script.parse_args(argv)
-        script.process_clip(args, script.checked_bake_options(args), clip, outputs.take, outputs.preview,
-                            outputs.blend)
+        checked = script.check_options(args)
+        checked.single_clip = False  # this task prints its own line per clip
+        job = script.ClipJob(clip, outputs.take, outputs.preview, outputs.blend)
+        script.check_job_paths(job, script.retarget_inputs(args))
+        script.check_blender(args)
+        result = script.run_clip(job, checked, progress=False)
     except CaptureError as err:
         return ClipResult(STATUS_FAILED, seconds=round(time.perf_counter() - started, 3), error=str(err))
     except Exception as err:  # a bug, not the clip's fault: keep the traceback in the task log
         traceback.print_exc()
         return ClipResult(STATUS_FAILED, seconds=round(time.perf_counter() - started, 3),
                           error=f"internal error ({type(err).__name__}: {err}); report it with this task's log.")
-    return _take_result(outputs.take, time.perf_counter() - started)
-
-
-def _take_result(take_path: str, seconds: float) -> ClipResult:
-    import numpy as np
-
-    from ddfa_blender.core.take import Take
-
-    take = Take.load(take_path)
-    return ClipResult(
-        STATUS_OK,
-        frames=len(take.frames()),
-        frames_with_face=len(np.unique(take.frame[take.valid])),
-        tracks=len(np.unique(take.track[take.valid])),
-        seconds=round(seconds, 3),
-    )
+    if result.status != "done":
+        return ClipResult(STATUS_FAILED, seconds=round(time.perf_counter() - started, 3), error=result.error)
+    return ClipResult(STATUS_OK, frames=result.frames, frames_with_face=result.frames_with_face,
+                      tracks=result.tracks, seconds=round(time.perf_counter() - started, 3))
 
 
 def _capture_script():

@@ -583,7 +583,7 @@ def main(argv) -> int:
         return EXIT_FAILED
     except (Terminated, KeyboardInterrupt, CaptureCancelled) as err:
         kind = "terminated" if isinstance(err, Terminated) else "interrupted"
-        messages.line(f"{kind}: no output of the clip in progress was written; previous files are unchanged")
+        messages.line(f"{kind}: stopped; outputs not complete were not written and previous files are unchanged")
         return EXIT_TERMINATED if isinstance(err, Terminated) else EXIT_INTERRUPTED
     except Exception as err:  # a bug, not a user mistake: still one line unless debugging
         if debug:

@@ -190,9 +190,10 @@ def remove_stale_temporaries(path) -> list[str]:
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     name = os.path.basename(path)
-    # ".NAME.xxxxxxxx.partial.EXT", a temporary of a temporary ("..NAME...."), Blender's "@"
-    # on either, and the ".part" names of earlier versions.
-    pattern = re.compile(rf"\.+{re.escape(name)}\.[0-9a-f]{{8}}\.part(ial.*)?@?")
+    extension = re.escape(os.path.splitext(name)[1])
+    pattern = re.compile(
+        rf"\.+{re.escape(name)}\.[0-9a-f]{{8}}\.part(?:ial{extension}(?:\.[0-9a-f]{{8}}\.partial{extension})?)?@?"
+    )
     names = os.listdir(folder) if os.path.isdir(folder) else []
     stale = [os.path.join(folder, n) for n in names if pattern.fullmatch(n)]
     if os.path.exists(path + "@"):
