@@ -433,6 +433,11 @@ def _write_clip(job: ClipJob, settings: Settings, progress: bool) -> ClipResult:
         written = ", ".join(p for p, _ in job.outputs())
         print(f"{result.input}: {result.frames} frames, {result.frames_with_face} with a face, "
               f"{result.tracks} track(s)" + (f" -> {written}" if written else ""))
+        if take is not None:  # (a capture straight to a take file is not loaded just for this)
+            from ddfa_blender.core.confidence import flagged_summary
+
+            smoothing = settings.smoothing
+            print(f"  {flagged_summary(take, smoothing.min_confidence, smoothing.keep_flagged)}")
     return result
 
 

@@ -175,7 +175,10 @@ def bake_take(
         )
         # Flagged frames: timeline markers and the confidence curve (blender/review.py).
         threshold = smoothing.min_confidence if smoothing is not None else review.THRESHOLD
-        replaced_markers = review.mark_flagged(scene, obj, source, start_frame, frame_origin, threshold)
+        row_frames = bake_channels.scene_frames(
+            bake_channels.take_times(source), fps=scene_fps, start_frame=start_frame, time_origin=time_origin
+        )
+        replaced_markers = review.mark_flagged(scene, obj, source, row_frames, threshold)
         take_animation.commit()
     except BaseException:
         if replaced_markers is not None:

@@ -30,9 +30,10 @@ MARKERS_PROPERTY = "ddfa_flag_markers"
 CONFIDENCE_GROUP = "Confidence"
 
 
-def flagged_scene_runs(track_take, start_frame: int, frame_origin: int, threshold: float = THRESHOLD):
-    """(first, last) scene frames of each run of flagged rows of one track's take."""
-    scene_frames = start_frame + track_take.frame - frame_origin
+def flagged_scene_runs(track_take, scene_frames, threshold: float = THRESHOLD):
+    """(first, last) scene frames of each run of flagged rows of one track's take
+    (``scene_frames``: each row's scene frame, as the bake keys it; rounded here)."""
+    scene_frames = np.round(np.asarray(scene_frames, dtype=np.float64))
     flagged = track_take.valid & (np.nan_to_num(track_take.confidence, nan=1.0) < threshold)
     return [(int(scene_frames[a]), int(scene_frames[b - 1])) for a, b in runs(flagged)]
 
@@ -46,15 +47,15 @@ def remove_markers(scene, obj) -> list[tuple[str, int]]:
     return removed
 
 
-def mark_flagged(scene, obj, track_take, start_frame: int, frame_origin: int, threshold: float = THRESHOLD):
+def mark_flagged(scene, obj, track_take, scene_frames, threshold: float = THRESHOLD):
     """Markers, confidence curve and count for one baked face (see the module doc).
 
-    ``track_take``: the rows of the face's track as baked; ``start_frame`` and
-    ``frame_origin`` map its source frames to scene frames as the bake does.
+    ``track_take``: the rows of the face's track as baked; ``scene_frames``:
+    each row's scene frame, as the bake keys it (see ``bake_channels.scene_frames``).
     Returns the markers it replaced (name, frame), for :func:`restore_markers`.
     """
     removed = remove_markers(scene, obj)
-    spans = flagged_scene_runs(track_take, start_frame, frame_origin, threshold)
+    spans = flagged_scene_runs(track_take, scene_frames, threshold)
     names = []
     for first, last in spans:
         label = f"{first}" if first == last else f"{first}-{last}"
@@ -66,7 +67,7 @@ def mark_flagged(scene, obj, track_take, start_frame: int, frame_origin: int, th
     keyed = track_take.valid & np.isfinite(track_take.confidence)
     channels = animation.animation_channels(obj)
     if channels is not None and keyed.any():
-        frames = (start_frame + track_take.frame - frame_origin)[keyed]
+        frames = np.asarray(scene_frames, dtype=np.float64)[keyed]
         animation.key_channel(
             channels, f'["{CONFIDENCE_PROPERTY}"]', 0, frames, track_take.confidence[keyed], CONFIDENCE_GROUP
         )
