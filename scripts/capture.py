@@ -456,7 +456,7 @@ def take_summary(take):
 
 
 def _check_footage_is_not_output(take, job) -> None:
-    if take.source and os.path.exists(take.source):
+    if take.source and os.path.exists(take.source):  # (a pattern names no single file to overwrite)
         for path, what in job.outputs():
             if _same_path(path, take.source):
                 raise UsageError(f"The {what} {path} would overwrite the take's footage {take.source}; "
@@ -483,7 +483,9 @@ def _write_blend(take, path, job, settings) -> None:
     from ddfa_blender.blender.headless import write_blend
 
     args = settings.args
-    footage = take.source if take.source and os.path.exists(take.source) else None
+    from ddfa_blender.core.sources import footage_exists
+
+    footage = take.source if footage_exists(take.source) else None
     summary = write_blend(take, path, models_dir=args.models, smoothing=settings.smoothing, tracks=settings.tracks,
                           start_frame=args.start_frame, key_camera=args.key_camera, missing=args.missing,
                           lean_keys=args.lean_keys, footage=footage, scene_fps=args.fps,

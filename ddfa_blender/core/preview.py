@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import CaptureError
 from .pose import image_pose, quaternion_to_matrix
-from .sources import open_source
+from .sources import footage_exists, open_source
 from .take import Take
 
 # Index runs of the 68-point scheme drawn as polylines: (first, last, closed).
@@ -39,7 +39,7 @@ def write_preview(take: Take, output_path: str, second: Take | None = None, layo
     """
     import cv2
 
-    if not take.source or not (os.path.exists(take.source) or "%" in os.path.basename(take.source)):
+    if not footage_exists(take.source):
         raise CaptureError(
             f"Cannot draw a preview: the take's footage {take.source or '(none)'} is not there; "
             "put it back or capture again."

@@ -233,6 +233,19 @@ def frame_timing(times, reported_fps: float, user_fps: float | None, path) -> tu
     return times, fps, ""
 
 
+def footage_exists(path) -> bool:
+    """Whether footage ``path`` is there: an existing file or folder, or a printf pattern
+    matching at least one file."""
+    path = os.fspath(path or "")
+    if not path:
+        return False
+    if os.path.exists(path):
+        return True
+    if not _is_pattern(path) or path.lower().endswith(UNSUPPORTED_IMAGE_EXTENSIONS):
+        return False
+    return bool(_pattern_files(path))
+
+
 def is_video_file(path: str) -> bool:
     return os.path.isfile(path) and path.lower().endswith(VIDEO_EXTENSIONS)
 
