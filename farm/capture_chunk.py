@@ -115,7 +115,7 @@ def capture_clip(clip: str, outputs, settings: JobSettings) -> ClipResult:
         job = script.ClipJob(clip, outputs.take, outputs.preview, outputs.blend)
         script.check_job_paths(job, script.retarget_inputs(args))
         script.check_blender(args)
-        result = script.run_clip(job, checked, progress=False)
+        result = script.run_clip(job, checked)
     except CaptureError as err:
         return ClipResult(STATUS_FAILED, seconds=round(time.perf_counter() - started, 3), error=str(err))
     except Exception as err:  # a bug, not the clip's fault: keep the traceback in the task log

@@ -77,19 +77,19 @@ class Messages:
 
 
 class ProgressBar:
-    """A one-line progress bar on stderr (a line every 10 s when stderr is not a terminal)."""
+    """A one-line progress bar on stderr (a line every 2 s when stderr is not a terminal)."""
 
     def __init__(self, label: str, messages: Messages, quiet: bool = False):
         self.label = label
         self.quiet = quiet
         self.messages = messages
         self.start = time.perf_counter()
-        self.last = self.start
+        self.last = 0.0  # the first frame shows the bar at once
         self.tty = messages.tty
 
     def __call__(self, done: int, total: int | None) -> None:
         now = time.perf_counter()
-        if self.quiet or (now - self.last < (0.1 if self.tty else 10.0)):
+        if self.quiet or (now - self.last < (0.1 if self.tty else 2.0)):
             return
         self.last = now
         self.messages.write(("\r" if self.tty else "") + self._line(done, total) + ("" if self.tty else "\n"))
