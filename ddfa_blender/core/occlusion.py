@@ -34,8 +34,6 @@ result).
 
 from __future__ import annotations
 
-import collections
-
 import numpy as np
 
 from .reconstruct import CROP_SIZE, crop_to_image, model_to_crop
@@ -50,6 +48,7 @@ BANK_FRAMES = 40
 REFERENCE_FRAMES = 10
 POSE_WEIGHT = 5.0
 AGE_WEIGHT = 0.5
+KEY_SIZE = 10 + 6 + 1  # expression, two rows of the rotation, time
 WARM_UP_FRAMES = 5
 ACCEPT_SCORE = 0.06
 RELEARN_SECONDS = 2.0
@@ -104,10 +103,12 @@ class VertexProbe:
         param = np.asarray(param, dtype=np.float32)
         pose = param[:12].reshape(3, 4).astype(np.float64)
         coefficients = np.concatenate([[1.0], param[12:62]]).astype(np.float32)
-        points = (self.basis @ coefficients).reshape(-1, 3)
+        # einsum and sums, not matmul: a BLAS call here would wait for BLAS threads
+        # competing with decoding and onnxruntime for the same cores.
+        points = np.einsum("ij,j->i", self.basis, coefficients).reshape(-1, 3)
         crop_points = model_to_crop(pose[None], points[None])[0]
-        rotation = pose[:, :3] / max(np.linalg.norm(pose[0, :3]), 1e-12)
-        facing = (self.normals @ rotation.T)[:, 2] > FACING_MIN
+        toward_camera = pose[2, :3] / max(float(np.sqrt((pose[0, :3] ** 2).sum())), 1e-12)
+        facing = (self.normals * toward_camera).sum(axis=1) > FACING_MIN
         inside = ((crop_points[:, :2] >= 0) & (crop_points[:, :2] <= CROP_SIZE - 1)).all(axis=1)
         image_points = crop_to_image(crop_points[None], np.asarray(roi, dtype=np.float64)[None])[0, :, :2]
         inside &= ((image_points >= 0) & (image_points <= np.asarray(image_size) - 1)).all(axis=1)
@@ -125,7 +126,11 @@ class AppearanceMonitor:
 
     def __init__(self, probe: VertexProbe):
         self.probe = probe
-        self._bank: collections.deque = collections.deque(maxlen=BANK_FRAMES)
+        # The bank: a ring of the last BANK_FRAMES accepted frames (keys and appearance).
+        self._keys = np.zeros((BANK_FRAMES, KEY_SIZE))
+        self._looks = np.zeros((BANK_FRAMES, len(probe.normals), 4), dtype=np.float32)
+        self._banked = 0  # frames in the bank (at most BANK_FRAMES)
+        self._next = 0  # ring position of the next frame
         self._last_accepted = None
 
     def update(self, crop_bgr, param, roi, image_size, time: float) -> float:
@@ -140,7 +145,7 @@ class AppearanceMonitor:
         normalised[visible] = (face - face.mean(axis=0)) / np.maximum(face.std(axis=0), 1.0)
         expression = self._key(param, time)
         score = float("nan")
-        if len(self._bank) >= WARM_UP_FRAMES:
+        if self._banked >= WARM_UP_FRAMES:
             reference = self._reference(expression)
             compared = visible & np.isfinite(reference).all(axis=1)
             if compared.sum() >= MIN_VISIBLE:
@@ -153,9 +158,12 @@ class AppearanceMonitor:
                 score = float(connected.sum() / compared.sum())
         stale = self._last_accepted is not None and time - self._last_accepted > RELEARN_SECONDS
         if stale:
-            self._bank.clear()
+            self._banked = 0
         if not score >= ACCEPT_SCORE or stale:
-            self._bank.append((expression, normalised))
+            self._keys[self._next] = expression
+            self._looks[self._next] = normalised
+            self._next = (self._next + 1) % BANK_FRAMES
+            self._banked = min(self._banked + 1, BANK_FRAMES)
             self._last_accepted = time
         return score
 
@@ -169,6 +177,13 @@ class AppearanceMonitor:
 
     def _reference(self, key) -> np.ndarray:
         """Per-vertex median (K, 4) of the banked frames nearest in expression, pose and time."""
-        keys = np.stack([entry[0] for entry in self._bank])
-        nearest = np.argsort(np.linalg.norm(keys - key, axis=1))[:REFERENCE_FRAMES]
-        return nan_median(np.stack([self._bank[i][1] for i in nearest]))
+        banked = self._ring_rows()
+        distance = ((self._keys[banked] - key) ** 2).sum(axis=1)
+        nearest = banked[np.argsort(distance)[:REFERENCE_FRAMES]]
+        return nan_median(self._looks[nearest])
+
+    def _ring_rows(self) -> np.ndarray:
+        """Ring positions holding banked frames."""
+        if self._banked < BANK_FRAMES:
+            return (self._next - 1 - np.arange(self._banked)) % BANK_FRAMES
+        return np.arange(BANK_FRAMES)
