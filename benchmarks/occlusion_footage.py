@@ -190,6 +190,8 @@ def default_events(valid_frames, clip_seed: int = 0, run: int = 12, spacing: int
     sorted clip indices where the clean capture has a face.
     """
     valid = np.asarray(sorted(valid_frames))
+    if len(valid) == 0:
+        return []
     events = []
     start = int(valid[0]) + 10 if len(valid) else 0
     index = 0

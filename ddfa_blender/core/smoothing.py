@@ -46,9 +46,9 @@ Flagged frames
     Rows whose confidence (:mod:`.confidence`) is under ``min_confidence``
     are *flagged*: an occluded or misfitted frame is not baked as truth. They
     are treated like gaps: left out of the smoothing, then filled from the
-    confident rows around them (interpolated between the two sides, whatever
-    the run's length; held from the one side at a track's start or end; next
-    to a gap without a face that is not bridged, held from the nearer side).
+    confident rows around them (bridged between the two sides, whatever the
+    run's length; held from the one side at a track's start or end; next to a
+    gap without a face that is not bridged, held from the nearer side).
     They stay valid and keep their own (low) confidence, so the bake can mark
     them, and ``ch.bridged`` marks them. ``keep_flagged`` turns this off: the
     flagged rows are smoothed and baked like any other.
@@ -60,10 +60,18 @@ Segments and gaps
     ``split_jump`` of the face size), and each segment is smoothed on its own,
     so a jump is never smeared into its neighbours. With ``bridge_gaps``, a gap
     of at most ``max_gap`` seconds between two segments is filled after
-    smoothing by interpolating the smoothed ends (slerp for rotation, linear
-    otherwise, ROI and identity included); those rows become valid, not
+    smoothing by bridging the smoothed ends; those rows become valid, not
     detected, their ``quality`` is interpolated, and the extension channel
     ``ch.bridged`` (bool) marks them.
+
+Bridges
+    A bridge (a gap or a flagged run) is a monotone cubic
+    (:func:`monotone_bridge`) per channel, from one smoothed end to the other,
+    leaving and arriving with the motion the ends had (rotation in the
+    tangent space at the left end, so it turns along the shorter arc; ROI and
+    identity included). A head still on both sides gets a straight line; a
+    head still turning when the occlusion starts keeps turning into it
+    instead of slowing to the average rate; no component overshoots its ends.
 """
 
 from __future__ import annotations
@@ -239,6 +247,32 @@ def smooth_series(times, values, sigma: float) -> np.ndarray:
     return values.copy() if kernel is None else kernel.apply(values)
 
 
+def monotone_bridge(fraction, start, end, start_slope, end_slope) -> np.ndarray:
+    """Values (K, ...) at ``fraction`` (K,) in [0, 1] of a bridge from ``start`` to ``end``.
+
+    A cubic Hermite curve per component that leaves ``start`` with
+    ``start_slope`` and reaches ``end`` with ``end_slope`` (change per unit of
+    fraction: the motion just outside the bridge), limited as in
+    Fritsch-Carlson so it never overshoots the ends (a component that does
+    not change stays put; slopes against the direction of change count as 0).
+    """
+    fraction = np.asarray(fraction, dtype=np.float64)
+    start, end = np.asarray(start, dtype=np.float64), np.asarray(end, dtype=np.float64)
+    change = end - start
+    with np.errstate(divide="ignore", invalid="ignore"):
+        alpha = np.where(change != 0, np.asarray(start_slope, dtype=np.float64) / change, 0.0)
+        beta = np.where(change != 0, np.asarray(end_slope, dtype=np.float64) / change, 0.0)
+    alpha, beta = np.maximum(alpha, 0.0), np.maximum(beta, 0.0)
+    norm = np.sqrt(alpha**2 + beta**2)
+    limit = np.where(norm > 3.0, 3.0 / np.maximum(norm, 1e-12), 1.0)
+    alpha, beta = alpha * limit, beta * limit
+    t = fraction.reshape(-1, *([1] * change.ndim))
+    h01 = -2 * t**3 + 3 * t**2
+    h10 = t**3 - 2 * t**2 + t
+    h11 = t**3 - t**2
+    return start + change * (h01 + alpha * h10 + beta * h11)
+
+
 def _face_size(lmk68):
     """sqrt(width * height) of the 2-D landmark box of each row (N,), pixels."""
     extent = np.nanmax(lmk68[..., :2], axis=-2) - np.nanmin(lmk68[..., :2], axis=-2)
@@ -315,18 +349,46 @@ def smooth_take(take: Take, settings: SmoothingSettings, face_model) -> Take:
             continue
         groups = (translation, expression, shape, roi, quality)
 
+        starts_of = {stop: start for start, stop in segments}
+        stops_of = {start: stop for start, stop in segments}
+
         def fill(rows_to_fill, left, right):
             """Rows (absolute) from ``left`` to ``right`` (absolute rows; equal: hold one)."""
-            fraction = np.zeros(len(rows_to_fill))
-            if right != left:
-                fraction = (times[rows_to_fill - offset] - times[left - offset]) / (
-                    times[right - offset] - times[left - offset]
-                )
-            rotation[rows_to_fill] = slerp(rotation[left], rotation[right], fraction)
-            for values in groups:
-                values[rows_to_fill] = values[left] + np.reshape(
-                    fraction, (-1, *([1] * (values.ndim - 1)))
-                ) * (values[right] - values[left])
+            if right == left:
+                rotation[rows_to_fill] = rotation[left]
+                for values in groups:
+                    values[rows_to_fill] = values[left]
+            else:
+                span = times[right - offset] - times[left - offset]
+                fraction = (times[rows_to_fill - offset] - times[left - offset]) / span
+                # The ends' own motion (one step inside each confident segment), if any.
+                before = left - 1 if left - 1 - offset >= starts_of.get(left + 1 - offset, left - offset) else None
+                after = right + 1 if right + 1 - offset < stops_of.get(right - offset, right - offset + 1) else None
+
+                def slopes(step_before, step_after):
+                    """Change per unit of ``fraction`` at both ends (zero where a side has one row)."""
+                    start = 0.0 if before is None else step_before * span / (times[left - offset] - times[before - offset])
+                    end = 0.0 if after is None else step_after * span / (times[after - offset] - times[right - offset])
+                    return start, end
+
+                to_right = quaternion_log(quaternion_multiply(quaternion_conjugate(rotation[left]), rotation[right]))
+                step_before = step_after = np.zeros(3)
+                if before is not None:
+                    step_before = -quaternion_log(
+                        quaternion_multiply(quaternion_conjugate(rotation[left]), rotation[before])
+                    )
+                if after is not None:
+                    step_after = quaternion_log(
+                        quaternion_multiply(quaternion_conjugate(rotation[left]), rotation[after])
+                    ) - to_right
+                path = monotone_bridge(fraction, np.zeros(3), to_right, *slopes(step_before, step_after))
+                rotation[rows_to_fill] = quaternion_multiply(rotation[left], quaternion_exp(path))
+                for values in groups:
+                    step_before = 0.0 if before is None else values[left] - values[before]
+                    step_after = 0.0 if after is None else values[after] - values[right]
+                    values[rows_to_fill] = monotone_bridge(
+                        fraction, values[left], values[right], *slopes(step_before, step_after)
+                    )
             changed[rows_to_fill] = True
             bridged[rows_to_fill] = True
 
