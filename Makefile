@@ -72,6 +72,7 @@ bench: models/.ready $(VENV)/.dev ffmpeg
 	$(PY) benchmarks/bench_bake.py
 	$(PY) benchmarks/bench_live.py
 	$(PY) benchmarks/bench_memory.py
+	$(PY) benchmarks/bench_accuracy.py
 
 clean:
 	rm -rf $(VENV) $(TRAIN_VENV) models out dist

@@ -125,3 +125,29 @@ def test_flagged_summary_names_count_and_frames(face):
     line = flagged_summary(take)
     assert line.startswith("4 of 60 tracked rows flagged") and "frames 5-7, 30" in line
     assert "kept as captured" in flagged_summary(take, kept=True)
+
+
+def test_cli_reports_flagged_frames_and_checks_the_threshold(face, tmp_path, shared_dir):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    take = make_take(face, *noisy(*truth_channels(40)))
+    take.confidence[:] = 0.9
+    take.confidence[12:15] = 0.1
+    take.source = str(shared_dir / "data/video/single_face.mp4")  # the preview draws over footage
+    take.save(str(tmp_path / "t.npz"))
+
+    def run(*args):
+        return subprocess.run([sys.executable, str(ROOT / "scripts/capture.py"), "--take", str(tmp_path / "t.npz"),
+                               "--preview", str(tmp_path / "p.mp4"), *args],
+                              capture_output=True, text=True, timeout=300)
+
+    result = run()
+    assert result.returncode == 0, result.stderr
+    assert "3 of 40 tracked rows flagged (confidence < 0.5), bridged from their neighbours: frames 12-14" in result.stdout
+    assert "kept as captured" in run("--keep-flagged").stdout
+    assert "no frame flagged" in run("--min-confidence", "0.05").stdout
+    bad = run("--min-confidence", "2")
+    assert bad.returncode == 1 and "min_confidence" in bad.stderr and "Traceback" not in bad.stderr
