@@ -137,6 +137,7 @@ def test_cli_reports_flagged_frames_and_checks_the_threshold(face, tmp_path, sha
     take.confidence[:] = 0.9
     take.confidence[12:15] = 0.1
     take.source = str(shared_dir / "data/video/single_face.mp4")  # the preview draws over footage
+    take.image_size = (640, 360)
     take.save(str(tmp_path / "t.npz"))
 
     def run(*args):
@@ -150,4 +151,4 @@ def test_cli_reports_flagged_frames_and_checks_the_threshold(face, tmp_path, sha
     assert "kept as captured" in run("--keep-flagged").stdout
     assert "no frame flagged" in run("--min-confidence", "0.05").stdout
     bad = run("--min-confidence", "2")
-    assert bad.returncode == 1 and "min_confidence" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "--min-confidence" in bad.stderr and "Traceback" not in bad.stderr
