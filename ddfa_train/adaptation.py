@@ -3,7 +3,9 @@
 1. Track the footage with the base regressor (:mod:`.footage`) and run
    MediaPipe's face landmarker on every frame.
 2. Fit pseudo-labels against MediaPipe's 2-D landmarks (:mod:`.pseudo_labels`).
-3. Turn every usable frame into short synthetic clips (:mod:`.synthesis`).
+3. Turn every usable frame into short synthetic clips: in-plane moves
+   (:mod:`.synthesis`), half of them first re-rendered at another head
+   rotation (:mod:`.rerender`).
 4. Fine-tune the network's tail with meta-joint optimisation (:mod:`.training`).
 5. Export to ONNX in the stock layout and check it (:mod:`.export`).
 
@@ -26,7 +28,7 @@ from ddfa_blender.core.errors import CaptureError
 from ddfa_blender.core.metrics import face_size
 from ddfa_blender.core.regressor import resolve_model
 
-from . import export, pseudo_labels, synthesis, training
+from . import export, pseudo_labels, rerender, synthesis, training
 from .face_torch import TorchFace, landmark_head_crop
 from .footage import collect
 from .mobilenet import MobileNetRegressor, from_state_dict, state_dict_from_onnx
@@ -39,6 +41,7 @@ MAX_ROUNDS = 2000
 FRAMES_PER_CLIP = 3
 MAX_SAMPLES = 12000
 MAX_CLIPS_PER_FRAME = 4
+OUT_OF_PLANE = 0.5  # fraction of synthetic clips re-rendered at another head rotation
 CHECK_CROPS = 64
 
 
@@ -68,8 +71,13 @@ def footage_seconds(footage, usable) -> float:
     return float(periods[usable].sum())
 
 
-def build_training_set(model, face_t, footage, labels, usable, rng, frames=FRAMES_PER_CLIP) -> training.TrainingSet:
-    """Synthetic clips from the usable rows, with trunk features cached."""
+def build_training_set(model, face_t, footage, labels, usable, rng, frames=FRAMES_PER_CLIP, face=None) -> training.TrainingSet:
+    """Synthetic clips from the usable rows, with trunk features cached.
+
+    With ``face`` (the FaceModel), a fraction ``OUT_OF_PLANE`` of the clips start from the
+    face re-rendered at another head rotation (:mod:`.rerender`); their 2-D evidence is the
+    turned label's own landmarks.
+    """
     rows = np.flatnonzero(usable)
     per_frame = int(np.clip(MAX_SAMPLES // (len(rows) * frames), 1, MAX_CLIPS_PER_FRAME))
     spread = synthesis.MoveSpread()
@@ -77,13 +85,19 @@ def build_training_set(model, face_t, footage, labels, usable, rng, frames=FRAME
     crops, targets, points, label_pts = [], [], [], []
     for index, row in enumerate(rows):
         for _ in range(per_frame):
+            context, param, evidence, own = footage.context[row], labels.param[row], labels.points[row], label_points[index]
+            if face is not None and rng.random() < OUT_OF_PLANE:
+                yaw = rng.uniform(-rerender.MAX_YAW, rerender.MAX_YAW)
+                pitch = rng.uniform(-rerender.MAX_PITCH, rerender.MAX_PITCH)
+                context, param = rerender.rerender(context, param, face, yaw, pitch)
+                own = evidence = landmarks_crop_t(face_t, param[None])[0]
             moves = synthesis.clip_moves(rng, frames, spread)
-            clip = np.stack([synthesis.render_move(footage.context[row], a, b) for a, b in moves])
+            clip = np.stack([synthesis.render_move(context, a, b) for a, b in moves])
             crops.append(synthesis.photometric(rng, clip))
             for a, b in moves:
-                targets.append(synthesis.move_param(labels.param[row], a, b))
-                points.append(synthesis.move_points(labels.points[row], a, b))
-                label_pts.append(synthesis.move_points(label_points[index], a, b))
+                targets.append(synthesis.move_param(param, a, b))
+                points.append(synthesis.move_points(evidence, a, b))
+                label_pts.append(synthesis.move_points(own, a, b))
     crops = np.concatenate(crops)
     target = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
     return training.TrainingSet(
@@ -194,7 +208,7 @@ def adapt(
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     held = validation_rows(footage, usable)
-    data = build_training_set(model, face_t, footage, labels, usable & ~held, rng)
+    data = build_training_set(model, face_t, footage, labels, usable & ~held, rng, face=face)
     validate = validation_score(model, face_t, footage, labels, held)
     seconds["synthesis"] = time.perf_counter() - mark
     duration = footage_seconds(footage, usable)
