@@ -33,6 +33,7 @@ benchmarks/bench_adapt.py``.
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
 import tempfile
@@ -195,8 +196,17 @@ def main() -> None:
         print(line)
 
 
+def _cpu_seconds() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _adapt(clips, actor, models_dir, options):
+    before = _cpu_seconds()
     result = adapt(clips, actor, models_dir, **options)
+    result.seconds["cpu"] = _cpu_seconds() - before
     chosen = [h["chosen"] for h in result.history]
     print(
         f"adapted on {result.frames_usable} of {result.frames_tracked} frames ({result.footage_seconds:.1f} s); "
@@ -227,7 +237,9 @@ def _report(title, stock, adapted, result, aflw_stock, aflw_adapted) -> str:
           f"{np.isfinite(aflw_stock).sum()} -> {np.isfinite(aflw_adapted).sum()} of {len(aflw_stock)}")
     minutes = result.seconds["total"] / 60.0
     footage = result.footage_seconds / 60.0
-    print(f"  footage_minutes={footage:.3f} train_minutes_per_footage_minute={minutes / footage:.2f}", flush=True)
+    cpu = result.seconds["cpu"] / 60.0
+    print(f"  footage_minutes={footage:.3f} train_minutes_per_footage_minute={minutes / footage:.2f} "
+          f"cpu_minutes_per_footage_minute={cpu / footage:.2f} (load average {os.getloadavg()[0]:.1f})", flush=True)
     return (f"nme_stock={nme_s:.4f} nme_adapted={nme_a:.4f} jitter_stock={stock['jitter']:.4f} "
             f"jitter_adapted={adapted['jitter']:.4f} train_minutes={minutes:.3f}")
 
