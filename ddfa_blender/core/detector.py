@@ -1,13 +1,24 @@
-"""Face detection with MediaPipe's BlazeFace (both models ship inside the mediapipe wheel)."""
+"""Face detection with MediaPipe's BlazeFace, short and full range, through the Tasks API.
+
+Both models are prepared into the models folder by :mod:`.model_setup`
+(``face_detection_short_range.tflite`` and
+``face_detection_full_range_sparse.tflite``, Google, Apache-2.0).
+"""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
-import sys
 
 import numpy as np
+
+from . import mediapipe_tasks
+from .errors import CaptureError
+
+SHORT_RANGE_FILE = "face_detection_short_range.tflite"
+FULL_RANGE_FILE = "face_detection_full_range_sparse.tflite"
+# Boxes of one face overlapping more than this (IoU) are merged by MediaPipe's NMS.
+SUPPRESSION_IOU = 0.3
 
 
 @dataclasses.dataclass
@@ -24,64 +35,70 @@ class FaceDetector:
     The short-range model runs first; when it finds nothing, or when several
     faces are wanted, the full-range model runs too and overlapping boxes are
     merged, so distant and small faces are found as well.
+
+    ``models_dir``: the prepared models folder (None: the default one).
+    ``min_score``: detections scoring less are dropped.
     """
 
-    def __init__(self, min_score: float = 0.7):
-        with native_stderr_silenced():  # MediaPipe's start-up chatter is not for users
-            from mediapipe.python.solutions import face_detection
+    def __init__(self, models_dir=None, min_score: float = 0.7):
+        if models_dir is None:
+            from .model_setup import default_models_dir
 
-            self.min_score = min_score  # the graphs keep their own lower threshold: filter again here
-            self._short = face_detection.FaceDetection(model_selection=0, min_detection_confidence=min_score)
-            self._full = face_detection.FaceDetection(model_selection=1, min_detection_confidence=min_score)
-            blank = np.zeros((64, 64, 3), np.uint8)
-            self._short.process(blank)  # graphs initialise (and log) on their first image
-            self._full.process(blank)
+            models_dir = default_models_dir()
+        short, full = (_read_model(models_dir, name) for name in (SHORT_RANGE_FILE, FULL_RANGE_FILE))
+        vision = mediapipe_tasks.vision()
+        self.min_score = min_score  # the graphs keep their own threshold too: filter again here
+        self._short = _create(vision, short, min_score)
+        self._full = _create(vision, full, min_score)
+        self._closer = mediapipe_tasks.close_with(self, (self._short, self._full))
+        blank = mediapipe_tasks.image_from_bgr(np.zeros((64, 64, 3), np.uint8))
+        self._short.detect(blank)  # graphs finish initialising on their first image
+        self._full.detect(blank)
 
     def close(self):
-        self._short.close()
-        self._full.close()
+        self._closer()
 
     def detect(self, image_bgr: np.ndarray, max_faces: int = 1) -> list[Detection]:
         """Faces in an image (BGR, uint8, (H, W, 3)), best first, at most ``max_faces``."""
-        rgb = np.ascontiguousarray(image_bgr[:, :, ::-1])
-        found = [d for d in _run(self._short, rgb) if d.score >= self.min_score]
+        image = mediapipe_tasks.image_from_bgr(image_bgr)
+        found = [d for d in _run(self._short, image) if d.score >= self.min_score]
         if not found or max_faces > 1:
-            found = _merge(found + _run(self._full, rgb))
+            found = _merge(found + _run(self._full, image))
         found = [d for d in found if d.score >= self.min_score]
         found.sort(key=lambda d: d.score, reverse=True)
         return found[:max_faces]
 
 
-@contextlib.contextmanager
-def native_stderr_silenced():
-    """Send the process's file descriptor 2 to /dev/null for the duration (Python's own
-    ``sys.stderr`` object stays; only native libraries' direct writes are dropped)."""
+def _read_model(models_dir, name: str) -> bytes:
+    path = os.path.join(str(models_dir), name)
     try:
-        fd = sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):  # no real stderr (e.g. some embedded consoles)
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(fd)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), fd)
-        yield
-    finally:
-        os.dup2(saved, fd)
-        os.close(saved)
+        with open(path, "rb") as file:
+            return file.read()
+    except OSError as err:
+        raise CaptureError(
+            f"The face detector {name} is not prepared in {models_dir} ({err.strerror}): "
+            "run `python scripts/fetch_models.py` (or Prepare Models in the add-on's preferences)."
+        ) from err
 
 
-def _run(model, rgb) -> list[Detection]:
-    height, width = rgb.shape[:2]
-    result = model.process(rgb)
+def _create(vision, model: bytes, min_score: float):
+    options = vision.FaceDetectorOptions(
+        base_options=mediapipe_tasks.base_options(model),
+        running_mode=vision.RunningMode.IMAGE,
+        min_detection_confidence=min_score,
+        min_suppression_threshold=SUPPRESSION_IOU,
+    )
+    return vision.FaceDetector.create_from_options(options)
+
+
+def _run(task, image) -> list[Detection]:
     detections = []
-    for item in result.detections or []:
-        rel = item.location_data.relative_bounding_box
-        box = np.array(
-            [rel.xmin * width, rel.ymin * height, (rel.xmin + rel.width) * width, (rel.ymin + rel.height) * height]
+    for item in task.detect(image).detections:
+        box = item.bounding_box  # whole pixels: origin (top-left) and size
+        x0, y0 = float(box.origin_x), float(box.origin_y)
+        detections.append(
+            Detection(np.array([x0, y0, x0 + box.width, y0 + box.height]), float(item.categories[0].score))
         )
-        detections.append(Detection(box, float(item.score[0])))
     return detections
 
 

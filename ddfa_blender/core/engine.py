@@ -107,7 +107,7 @@ def build_tracker(options, detector=None) -> FaceTracker:
     return FaceTracker(
         Regressor(resolve_model(options.model, models_dir), options.threads),
         load_face_model(models_dir),
-        detector if detector is not None else _make_detector(),
+        detector if detector is not None else _make_detector(models_dir),
         max_faces=options.max_faces,
         detect_every=options.detect_every,
     )
@@ -167,7 +167,8 @@ def _capture_into(builder: TakeBuilder, input_path, options, progress, should_st
     started = time.perf_counter()
     source = open_source(input_path, options.fps)  # unreadable footage fails before anything starts
     try:
-        detector = BackgroundLoader(_make_detector)  # MediaPipe's import is the slowest start-up step
+        # MediaPipe's import is the slowest start-up step.
+        detector = BackgroundLoader(lambda: _make_detector(models_folder(options)))
         tracker = build_tracker(options, detector.get)
         first_done = None
         for frame in prefetch(source):
@@ -224,10 +225,10 @@ def _capture_into(builder: TakeBuilder, input_path, options, progress, should_st
     return metadata, summary
 
 
-def _make_detector():
+def _make_detector(models_dir):
     from .detector import FaceDetector
 
-    return FaceDetector()
+    return FaceDetector(models_dir)
 
 
 class BackgroundLoader:

@@ -21,12 +21,11 @@ are in ``benchmarks/bench_retarget.py``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import numpy as np
 
-from .detector import native_stderr_silenced
+from . import mediapipe_tasks
 from .engine import ChannelExtractor
 from .errors import CaptureError
 
@@ -114,7 +113,7 @@ class FaceLandmarkerChannel(ChannelExtractor):
             ) from err
         self.crop_size = crop_size
         self.crop_margin = float(crop_margin)
-        self._landmarkers: dict[int, list] = {}  # track id -> [landmarker, last timestamp ms]
+        self._landmarkers: dict[int, list] = {}  # track id -> [landmarker, last timestamp ms, closer]
 
     # -- ChannelExtractor ----------------------------------------------------------
 
@@ -144,8 +143,8 @@ class FaceLandmarkerChannel(ChannelExtractor):
         return found
 
     def close(self) -> None:
-        for landmarker, _ in self._landmarkers.values():
-            landmarker.close()
+        for _, _, closer in self._landmarkers.values():
+            closer()
         self._landmarkers.clear()
 
     # -- internals -----------------------------------------------------------------
@@ -157,32 +156,26 @@ class FaceLandmarkerChannel(ChannelExtractor):
 
     def _detect(self, track_id: int, image_bgr: np.ndarray, time_s: float):
         """Scores (52,) float32 for the face in ``image_bgr`` (BGR uint8), or None."""
-        import mediapipe as mp
-
         slot = self._landmarkers.get(track_id)
-        first = slot is None
-        # MediaPipe logs its start-up (graph creation and first image) natively: not for users.
-        with native_stderr_silenced() if first else contextlib.nullcontext():
-            if first:
-                slot = self._landmarkers[track_id] = [self._create(), -1]
-            # VIDEO mode needs strictly increasing timestamps per landmarker.
-            stamp = max(int(round(time_s * 1000.0)), slot[1] + 1)
-            slot[1] = stamp
-            rgb = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image_bgr[:, :, ::-1]))
-            result = slot[0].detect_for_video(rgb, stamp)
+        if slot is None:
+            landmarker = self._create()
+            slot = self._landmarkers[track_id] = [landmarker, -1, mediapipe_tasks.close_with(self, [landmarker])]
+        # VIDEO mode needs strictly increasing timestamps per landmarker.
+        stamp = max(int(round(time_s * 1000.0)), slot[1] + 1)
+        slot[1] = stamp
+        result = slot[0].detect_for_video(mediapipe_tasks.image_from_bgr(image_bgr), stamp)
         if not result.face_blendshapes:
             return None
         scores = np.full(len(MEDIAPIPE_BLENDSHAPES), np.nan, dtype=np.float32)
         for category in result.face_blendshapes[0]:
-            if 0 <= category.index < len(scores):
+            if category.index is not None and 0 <= category.index < len(scores):
                 scores[category.index] = category.score
         return scores
 
     def _create(self):
-        from mediapipe.tasks.python import BaseOptions, vision
-
+        vision = mediapipe_tasks.vision()
         options = vision.FaceLandmarkerOptions(
-            base_options=BaseOptions(model_asset_buffer=self._model),
+            base_options=mediapipe_tasks.base_options(self._model),
             running_mode=vision.RunningMode.VIDEO,
             num_faces=1,
             output_face_blendshapes=True,

