@@ -1,26 +1,30 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
-# Both create .venv (Python 3.11, pinned packages), prepare models/, then run.
+# They create the venvs they need with pinned packages (scripts/make_venv.py; wheels
+# cached in ~/.cache/ddfa-blender/wheels or $DDFA_WHEEL_CACHE), prepare models/, then run.
 # Second runs reuse what is there: the stamps below make set-up a no-op.
+#
+#   .venv       Python 3.11, numpy 1.x, bpy 5.0.1  (make demo, make test)
+#   .venv-3.13  Python 3.13, numpy 2.x, bpy 5.3.0  (make test, make extension)
 
-PYTHON ?= python3.11
-VENV   := .venv
-PY     := $(VENV)/bin/python
-SHARED ?= ../shared
-INPUT  ?= $(SHARED)/data/video/obama.mp4
+BOOTSTRAP ?= python3
+PYTHON    ?= python3.11
+VENV      := .venv
+VENV313   := .venv-3.13
+PY        := $(VENV)/bin/python
+PY313     := $(VENV313)/bin/python
+LOCKS     := requirements.lock requirements-dev.lock scripts/make_venv.py
+SHARED    ?= ../shared
+INPUT     ?= $(SHARED)/data/video/obama.mp4
 
 .PHONY: demo test extension bench models clean train-venv test-train bench-adapt ffmpeg
 
-$(VENV)/.runtime: requirements.lock
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet --no-deps -r requirements.lock
-	touch $@
+$(VENV)/.installed: $(LOCKS)
+	$(BOOTSTRAP) scripts/make_venv.py $(VENV) --python 3.11
 
-$(VENV)/.dev: $(VENV)/.runtime requirements-dev.lock
-	$(PY) -m pip install --quiet --no-deps -r requirements-dev.lock
-	touch $@
+$(VENV313)/.installed: $(LOCKS)
+	$(BOOTSTRAP) scripts/make_venv.py $(VENV313) --python 3.13
 
-models/.ready: $(VENV)/.runtime scripts/fetch_models.py
+models/.ready: $(VENV)/.installed scripts/fetch_models.py ddfa_blender/core/model_setup.py
 	$(PY) scripts/fetch_models.py
 	touch $@
 
@@ -50,7 +54,7 @@ test-train: models/.ready $(TRAIN_VENV)/.ready
 bench-adapt: models/.ready $(TRAIN_VENV)/.ready
 	$(TRAIN_PY) benchmarks/bench_adapt.py
 
-demo: models/.ready $(VENV)/.dev
+demo: models/.ready $(VENV)/.installed
 	@test -e "$(INPUT)" || { echo "No sample video at $(INPUT): run make demo INPUT=path/to/clip.mp4"; exit 1; }
 	@mkdir -p out
 	$(PY) scripts/capture.py --input "$(INPUT)" --take out/demo.npz \
@@ -60,13 +64,25 @@ demo: models/.ready $(VENV)/.dev
 ffmpeg:
 	@command -v ffmpeg >/dev/null || { apt-get update -qq && apt-get install -y -qq ffmpeg; }
 
-test: models/.ready $(VENV)/.dev ffmpeg
+# The whole suite on both Pythons (numpy 1.x and 2.x, the oldest and newest bpy).
+test: models/.ready $(VENV)/.installed $(VENV313)/.installed ffmpeg
 	$(PY) -m pytest -q tests
+	$(PY313) -m pytest -q tests
 
-extension: $(VENV)/.dev
-	$(PY) scripts/build_extension.py --out dist
+# Extension zips in dist/ for Blender 4.2-5.0 (py311) and 5.1+ (py313), three platforms each,
+# validated by the extension tooling of a bpy of the same Python. A Blender packaged with
+# another Python (Debian's 4.3.2: 3.13, 5.2.2: 3.14): see scripts/build_extension.py and the
+# README, e.g. `make extension-debian`.
+extension: $(VENV)/.installed $(VENV313)/.installed
+	$(PY) scripts/build_extension.py --python 3.11 --out dist
+	$(PY313) scripts/build_extension.py --python 3.13 --out dist
 
-bench: models/.ready $(VENV)/.dev ffmpeg
+# Linux zips for Debian's Blender 4.3.2 (Python 3.13) and 5.2.2 (Python 3.14).
+extension-debian: $(VENV313)/.installed
+	$(PY313) scripts/build_extension.py --python 3.13 --blender-min 4.2.0 --platform linux-x64 --out dist
+	$(PY313) scripts/build_extension.py --python 3.14 --blender-min 4.2.0 --platform linux-x64 --out dist
+
+bench: models/.ready $(VENV)/.installed ffmpeg
 	$(PY) benchmarks/bench_capture.py
 	$(PY) benchmarks/bench_stability.py
 	$(PY) benchmarks/bench_bake.py
@@ -75,4 +91,4 @@ bench: models/.ready $(VENV)/.dev ffmpeg
 	$(PY) benchmarks/bench_accuracy.py
 
 clean:
-	rm -rf $(VENV) $(TRAIN_VENV) models out dist
+	rm -rf $(VENV) $(VENV313) $(TRAIN_VENV) models out dist
