@@ -24,12 +24,17 @@ The per-clip path is :func:`run_clip` (a :class:`ClipJob` and the checked
 
 from __future__ import annotations
 
+import signal
+import sys
+
+if __name__ == "__main__" and sys.platform != "win32":  # Ctrl-C and SIGTERM before main() takes over:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # nothing is written yet, just stop
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
+
 import argparse
 import dataclasses
 import math
 import os
-import signal
-import sys
 import time
 import traceback
 
@@ -426,9 +431,9 @@ def _write_clip(job: ClipJob, settings: Settings, progress: bool) -> ClipResult:
         if blend_file:
             _write_blend(take, blend_file, job, settings)
         outputs.commit()
-    result = ClipResult(job.input or job.take, "done", frames=summary.frames, frames_with_face=summary.frames_with_face,
-                        tracks=len(summary.tracks), outputs=[p for p, _ in job.outputs()],
-                        warnings=list(warnings))
+    result = ClipResult(job.input or job.take, "done", frames=summary.frames,
+                        frames_with_face=summary.frames_with_face, tracks=len(summary.tracks),
+                        outputs=[p for p, _ in job.outputs()], warnings=list(warnings))
     if not args.quiet and settings.single_clip:
         written = ", ".join(p for p, _ in job.outputs())
         print(f"{result.input}: {result.frames} frames, {result.frames_with_face} with a face, "
@@ -548,12 +553,25 @@ def one_line(err: BaseException) -> str:
     return text or type(err).__name__
 
 
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _interrupt_behind(err: BaseException):
+    """The KeyboardInterrupt (or Terminated) that caused ``err``, if any."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def debugging(argv) -> bool:
     return "--debug" in argv or os.environ.get("DDFA_DEBUG", "") not in ("", "0")
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
 
 
 def main(argv) -> int:
@@ -593,6 +611,12 @@ def main(argv) -> int:
         messages.line(f"{kind}: stopped; outputs not complete were not written and previous files are unchanged")
         return EXIT_TERMINATED if isinstance(err, Terminated) else EXIT_INTERRUPTED
     except Exception as err:  # a bug, not a user mistake: still one line unless debugging
+        stop = _interrupt_behind(err)
+        if stop is not None:  # an interrupt that a library turned into another error (e.g. an import)
+            kind = "terminated" if isinstance(stop, Terminated) else "interrupted"
+            messages.line(f"{kind}: stopped; outputs not complete were not written and previous files "
+                          "are unchanged")
+            return EXIT_TERMINATED if isinstance(stop, Terminated) else EXIT_INTERRUPTED
         if debug:
             traceback.print_exc(file=messages.stream)
         messages.line(f"error: unexpected {type(err).__name__}: {one_line(err)} (a bug: run again with --debug "
@@ -653,4 +677,9 @@ def script_arguments() -> list[str]:
 
 
 if __name__ == "__main__":
-    sys.exit(main(script_arguments()))
+    try:
+        code = main(script_arguments())
+    except KeyboardInterrupt:  # arrived before main's own handling started: nothing was written
+        print("interrupted: nothing was written", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    sys.exit(code)

@@ -38,12 +38,16 @@ def check_retarget(avatar_spec: str, mapping_path=None, head_bone=None) -> None:
 
     path, _ = parse_avatar_spec(avatar_spec)
     if not path.lower().endswith(".blend"):
-        raise CaptureError(f"--retarget {avatar_spec}: give an avatar .blend file, optionally as FILE.blend:OBJECT.")
+        raise CaptureError(
+            f"--retarget {avatar_spec}: give an avatar .blend file, optionally as FILE.blend:OBJECT."
+        )
     if mapping_path:
         try:
             core.Mapping.load(mapping_path)
         except (TypeError, KeyError, AttributeError, ValueError) as err:
-            raise CaptureError(f"The mapping preset {mapping_path} is not a valid preset ({err}); fix or re-save it.") from err
+            raise CaptureError(
+                f"The mapping preset {mapping_path} is not a valid preset ({err}); fix or re-save it."
+            ) from err
     bpy.ops.wm.read_factory_settings(use_empty=True)
     try:
         try:

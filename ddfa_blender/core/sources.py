@@ -310,7 +310,8 @@ def _pattern_files(pattern: str) -> list[tuple[int, str]]:
     match = re.search(r"%(0?\d*)d", name)
     prefix, suffix = os.path.join(folder, name[: match.start()]), name[match.end() :]
     width = match.group(1)
-    glob_pattern = glob.escape(prefix) + "[0-9]" * (int(width) if width else 1) + ("" if width else "*") + glob.escape(suffix)
+    digits = "[0-9]" * (int(width) if width else 1) + ("" if width else "*")
+    glob_pattern = glob.escape(prefix) + digits + glob.escape(suffix)
     files = []
     for file in glob.glob(glob_pattern):
         counter = file[len(prefix) : len(file) - len(suffix) if suffix else None]
