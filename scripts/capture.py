@@ -27,6 +27,8 @@ from __future__ import annotations
 import signal
 import sys
 
+_RECEIVED: list[int] = []  # signals this process was sent (the handlers below record them)
+
 if __name__ == "__main__" and sys.platform != "win32":  # Ctrl-C and SIGTERM before main() takes over:
     signal.signal(signal.SIGINT, signal.default_int_handler)  # nothing is written yet, just stop
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
@@ -430,6 +432,7 @@ def _write_clip(job: ClipJob, settings: Settings, progress: bool) -> ClipResult:
             _write_preview(take, preview_file, settings, progress)
         if blend_file:
             _write_blend(take, blend_file, job, settings)
+        _stop_if_signalled()
         outputs.commit()
     result = ClipResult(job.input or job.take, "done", frames=summary.frames,
                         frames_with_face=summary.frames_with_face, tracks=len(summary.tracks),
@@ -554,7 +557,45 @@ def one_line(err: BaseException) -> str:
 
 
 def _raise_terminated(signum, frame):
+    _RECEIVED.append(signum)
     raise Terminated()
+
+
+def _raise_interrupted(signum, frame):
+    _RECEIVED.append(signum)
+    raise KeyboardInterrupt()
+
+
+def _stop_if_signalled() -> None:
+    """Re-raise a Ctrl-C or SIGTERM that something swallowed (a ``__del__``, a library)."""
+    if _RECEIVED:
+        raise Terminated() if _RECEIVED[-1] == getattr(signal, "SIGTERM", None) else KeyboardInterrupt()
+
+
+def _quiet_unraisable(default):
+    """``sys.unraisablehook`` that drops our own interrupt when it lands in a ``__del__``
+    (it is recorded and acted on), and passes everything else to ``default``."""
+    def hook(unraisable):
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            default(unraisable)
+    return hook
+
+
+def preload(args) -> None:
+    """Import the native libraries with Ctrl-C and SIGTERM held back: an interrupt inside a
+    native import (bpy above all) can leave the process crashing at exit."""
+    from ddfa_blender.core.atomic_file import signals_deferred
+
+    with signals_deferred():
+        import cv2  # noqa: F401
+        import numpy  # noqa: F401
+        import onnxruntime  # noqa: F401
+
+        if args.output:
+            try:
+                import bpy  # noqa: F401
+            except ImportError:
+                pass  # check_blender says what to do
 
 
 def _interrupt_behind(err: BaseException):
@@ -580,12 +621,14 @@ def main(argv) -> int:
     if sys.platform != "win32":
         try:
             signal.signal(signal.SIGTERM, _raise_terminated)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGINT, _raise_interrupted)
         except ValueError:  # not the main thread (embedded): leave the host's handlers
             pass
+    sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
     job = None
     try:
         args = parse_args(argv)
+        preload(args)
         settings = check_options(args, messages)
         jobs = clip_jobs(args)
         extra_inputs = retarget_inputs(args)
@@ -611,7 +654,7 @@ def main(argv) -> int:
         messages.line(f"{kind}: stopped; outputs not complete were not written and previous files are unchanged")
         return EXIT_TERMINATED if isinstance(err, Terminated) else EXIT_INTERRUPTED
     except Exception as err:  # a bug, not a user mistake: still one line unless debugging
-        stop = _interrupt_behind(err)
+        stop = _interrupt_behind(err) or (KeyboardInterrupt() if _RECEIVED else None)
         if stop is not None:  # an interrupt that a library turned into another error (e.g. an import)
             kind = "terminated" if isinstance(stop, Terminated) else "interrupted"
             messages.line(f"{kind}: stopped; outputs not complete were not written and previous files "
