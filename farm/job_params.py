@@ -68,7 +68,8 @@ def job_parameters(args: argparse.Namespace) -> dict:
         raise CaptureError(f"Retarget avatar {avatar} does not exist.")
     if not 1 <= args.clips_per_task <= 150:
         raise CaptureError(f"--clips-per-task must be 1 to 150, got {args.clips_per_task}.")
-    python = args.python or os.path.join(os.path.abspath(args.project), ".venv", "bin", "python")
+    venv_python = ("Scripts", "python.exe") if os.name == "nt" else ("bin", "python")
+    python = args.python or os.path.join(os.path.abspath(args.project), ".venv", *venv_python)
     return {
         "Clips": clips_folder,
         "ClipList": clip_list,
