@@ -104,12 +104,10 @@ def run_chunk(settings: JobSettings, chunk: str, errors: TextIO = sys.stderr) ->
 def capture_clip(clip: str, outputs, settings: JobSettings) -> ClipResult:
     """Capture ``clip`` into ``outputs`` with ``scripts/capture.py``'s per-clip code; never raises
     for a problem with the clip (it comes back as a failed result with its one-line error)."""
-    script = _capture_script()
+    script = capture_script()
     started = time.perf_counter()
-    argv = ["--input", clip, "--take", outputs.take, "--output", outputs.blend,
-            "--preview", outputs.preview, *settings.capture_arguments()]
     try:
-        args = script.parse_args(argv)
+        args = script.parse_args(capture_argv(clip, outputs, settings))
         checked = script.check_options(args)
         checked.single_clip = False  # this task prints its own line per clip
         job = script.ClipJob(clip, outputs.take, outputs.preview, outputs.blend)
@@ -128,7 +126,13 @@ def capture_clip(clip: str, outputs, settings: JobSettings) -> ClipResult:
                       tracks=result.tracks, seconds=round(time.perf_counter() - started, 3))
 
 
-def _capture_script():
+def capture_argv(clip: str, outputs, settings: JobSettings) -> list[str]:
+    """The ``scripts/capture.py`` command line that captures ``clip`` into ``outputs``."""
+    return ["--input", clip, "--take", outputs.take, "--output", outputs.blend,
+            "--preview", outputs.preview, *settings.capture_arguments()]
+
+
+def capture_script():
     """``scripts/capture.py`` as a module (it is a script, not part of the package)."""
     module = sys.modules.get("ddfa_capture_script")
     if module is None:

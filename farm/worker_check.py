@@ -17,9 +17,10 @@ import sys
 import tempfile
 
 from ddfa_blender import __version__
+from ddfa_blender.core.clip_batch import clip_outputs
 from ddfa_blender.core.errors import CaptureError
 
-from .capture_chunk import job_clips
+from .capture_chunk import capture_argv, capture_script, job_clips
 from .job_settings import JobSettings, split_avatar
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,9 +35,9 @@ def check_worker(settings: JobSettings, inside_blender: bool) -> list[str]:
     if not inside_blender:
         lines += [f"warning: {problem}" for problem in _unpinned_packages()]
     lines.append(_models(settings))
-    _options(settings)
     clips = job_clips(settings)
     _output_folder(settings.output)
+    _capture_options(settings, clips[0])
     source = f"list {settings.clip_list}" if settings.clip_list else f"folder {settings.clips}"
     lines.append(f"{len(clips)} clips ({source}); output folder {settings.output} is writable")
     return lines
@@ -116,16 +117,19 @@ def _models(settings: JobSettings) -> str:
     return f"models in {folder}: {settings.model} ready" + (", face landmarker ready" if wants_eyes else "")
 
 
-def _options(settings: JobSettings) -> None:
-    from ddfa_blender.core.smoothing import PRESETS
-
-    if settings.smoothing not in PRESETS:
-        raise CaptureError(f"Unknown smoothing preset '{settings.smoothing}': use {', '.join(PRESETS)}.")
+def _capture_options(settings: JobSettings, clip: str) -> None:
+    """The checks ``scripts/capture.py`` makes before capturing, once for the whole job:
+    option ranges, the smoothing preset, the model file, and with a retarget avatar its
+    file, object, mapping and bone (opened with Blender's Python)."""
     avatar, _ = split_avatar(settings.retarget)
     if avatar and not os.path.isfile(avatar):
         raise CaptureError(
             f"Retarget avatar {avatar} does not exist on this worker: check the path (and the path mapping)."
         )
+    script = capture_script()
+    args = script.parse_args(capture_argv(clip, clip_outputs(clip, settings.output), settings))
+    script.check_options(args)
+    script.check_blender(args)
 
 
 def _output_folder(folder: str) -> None:

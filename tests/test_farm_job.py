@@ -260,13 +260,16 @@ def test_canceled_task_stops_on_sigterm_and_leaves_its_clip_to_the_next_run(tmp_
 @pytest.mark.parametrize("change, problem", [
     ({"ClipCount": 4}, "clips.txt now holds 3 clips but the job was made for 4"),
     ({"ClipCount": 3, "ModelsDir": "/nonexistent/models"}, "models missing/corrupt in /nonexistent/models"),
+    ({"ClipCount": 3, "Retarget": "AVATAR:ICT_Hed"}, "No object 'ICT_Hed' in "),  # capture.py's own check
 ])
 def test_worker_check_fails_the_session_before_any_task(tmp_path, shared_dir, models_dir, change, problem):
     clips = linked_clips(tmp_path / "clips", shared_dir, {"a.mp4": "single_face.mp4", "b.mp4": "obama.mp4",
                                                           "c.mp4": "no_face.mp4"})
     (clips / "clips.txt").write_text("a.mp4\nb.mp4\nc.mp4\n")
     out = tmp_path / "out"
-    values = {"ClipList": str(clips / "clips.txt"), **change}
+    avatar = str(shared_dir / "data" / "avatars" / "ict_facekit_arkit.blend")
+    values = {"ClipList": str(clips / "clips.txt"), **{k: v.replace("AVATAR", avatar) if isinstance(v, str) else v
+                                                       for k, v in change.items()}}
     values.setdefault("ModelsDir", str(models_dir))
     code, log = openjd("run", TEMPLATE, "-p", parameters_file(tmp_path, clips, out, values.pop("ModelsDir"), **values))
     assert code != 0
