@@ -18,14 +18,8 @@ from typing import TextIO
 
 from ddfa_blender.core.atomic_file import remove_stale_temporaries
 from ddfa_blender.core.clip_batch import check_output_folder, clip_label, clip_outputs, list_clips
-from ddfa_blender.core.clip_record import (
-    STATUS_FAILED,
-    STATUS_OK,
-    ClipResult,
-    clip_fingerprint,
-    redo_reason,
-    write_record,
-)
+from ddfa_blender.core.clip_record import clip_fingerprint, redo_reason, write_record
+from ddfa_blender.core.clip_result import STATUS_FAILED, ClipResult
 from ddfa_blender.core.errors import CaptureError
 
 from .job_settings import JobSettings
@@ -87,11 +81,9 @@ def run_chunk(settings: JobSettings, chunk: str, errors: TextIO = sys.stderr) ->
                 print(f"{label}: removed {os.path.basename(leftover)} left by an interrupted run")
         clip_id = clip_fingerprint(clip)
         result = capture_clip(clip, outputs, settings)
-        write_record(outputs.record, clip, clip_id, wanted, result,
-                     list(outputs.files()) if result.status == STATUS_OK else [])
-        if result.status == STATUS_OK:
-            print(f"{label}: ok, {result.frames} frames, {result.frames_with_face} with a face, "
-                  f"{result.tracks} track(s), {result.seconds:.1f} s", flush=True)
+        write_record(outputs.record, result, clip_id, wanted)
+        if result.done:
+            print(f"{label}: done, {result.counts()}", flush=True)
         else:
             failures.append(f"{clip_label(clip, settings.clips)}: {result.error}")
             print(f"error: {failures[-1]}", file=errors, flush=True)
@@ -103,7 +95,8 @@ def run_chunk(settings: JobSettings, chunk: str, errors: TextIO = sys.stderr) ->
 
 def capture_clip(clip: str, outputs, settings: JobSettings) -> ClipResult:
     """Capture ``clip`` into ``outputs`` with ``scripts/capture.py``'s per-clip code; never raises
-    for a problem with the clip (it comes back as a failed result with its one-line error)."""
+    for a problem with the clip (it comes back as a failed result with its one-line error and
+    what was known when it failed, e.g. the frames read). ``seconds`` includes the checks."""
     script = capture_script()
     started = time.perf_counter()
     try:
@@ -115,15 +108,13 @@ def capture_clip(clip: str, outputs, settings: JobSettings) -> ClipResult:
         script.check_blender(args)
         result = script.run_clip(job, checked)
     except CaptureError as err:
-        return ClipResult(STATUS_FAILED, seconds=round(time.perf_counter() - started, 3), error=str(err))
+        result = ClipResult(clip, STATUS_FAILED, error=script.one_line(err))
     except Exception as err:  # a bug, not the clip's fault: keep the traceback in the task log
         traceback.print_exc()
-        return ClipResult(STATUS_FAILED, seconds=round(time.perf_counter() - started, 3),
-                          error=f"internal error ({type(err).__name__}: {err}); report it with this task's log.")
-    if result.status != "done":
-        return ClipResult(STATUS_FAILED, seconds=round(time.perf_counter() - started, 3), error=result.error)
-    return ClipResult(STATUS_OK, frames=result.frames, frames_with_face=result.frames_with_face,
-                      tracks=result.tracks, seconds=round(time.perf_counter() - started, 3))
+        result = ClipResult(clip, STATUS_FAILED,
+                            error=f"internal error ({type(err).__name__}: {err}); report it with this task's log.")
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
 
 
 def capture_argv(clip: str, outputs, settings: JobSettings) -> list[str]:

@@ -1,7 +1,7 @@
 """The job's summary: one row per clip from the clips' records, as CSV and JSON.
 
 Columns: clip, frames, frames_with_face, tracks, seconds, status, error.
-``status`` is the record's (``ok`` or ``failed``), or ``missing`` for a clip
+``status`` is the record's (``done`` or ``failed``), or ``missing`` for a clip
 with no record yet (never run, or its task was stopped). Both files are
 written atomically into the output folder, so a summary is always whole.
 """
@@ -15,7 +15,8 @@ import os
 
 from ddfa_blender.core.atomic_file import atomic_write
 from ddfa_blender.core.clip_batch import clip_label, clip_outputs
-from ddfa_blender.core.clip_record import STATUS_FAILED, STATUS_OK, read_record
+from ddfa_blender.core.clip_record import read_record
+from ddfa_blender.core.clip_result import STATUS_DONE, STATUS_FAILED
 
 COLUMNS = ("clip", "frames", "frames_with_face", "tracks", "seconds", "status", "error")
 STATUS_MISSING = "missing"
@@ -49,10 +50,10 @@ def write_summary(rows: list[dict], output_dir: str) -> tuple[str, str]:
 
 
 def totals_line(rows: list[dict]) -> str:
-    """``3 clips: 2 ok, 1 failed, 0 missing``."""
+    """``3 clips: 2 done, 1 failed, 0 missing``."""
     return f"{len(rows)} clips: " + ", ".join(f"{n} {status}" for status, n in _totals(rows).items())
 
 
 def _totals(rows: list[dict]) -> dict[str, int]:
-    statuses = (STATUS_OK, STATUS_FAILED, STATUS_MISSING)
+    statuses = (STATUS_DONE, STATUS_FAILED, STATUS_MISSING)
     return {status: sum(row["status"] == status for row in rows) for status in statuses}

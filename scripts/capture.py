@@ -42,6 +42,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from ddfa_blender.core.clip_result import STATUS_DONE, STATUS_FAILED, ClipResult  # noqa: E402
 from ddfa_blender.core.errors import (  # noqa: E402
     CaptureCancelled, CaptureError, Terminated, UsageError,
 )
@@ -275,39 +276,6 @@ class ClipJob:
         return found
 
 
-@dataclasses.dataclass
-class ClipResult:
-    """What happened to one clip; :meth:`to_dict` is its machine-readable form.
-
-    ``status``: ``"done"`` or ``"failed"``; ``frames``: frames captured (or in
-    the take read); ``frames_with_face``: frames where at least one face was
-    tracked; ``tracks``: face tracks with a face; ``seconds``: wall-clock time;
-    ``error``: the one-line error (failed only); ``outputs``: files written;
-    ``warnings``: sentences for the user.
-    """
-
-    input: str
-    status: str
-    frames: int = 0
-    frames_with_face: int = 0
-    tracks: int = 0
-    seconds: float = 0.0
-    error: str = ""
-    outputs: list = dataclasses.field(default_factory=list)
-    warnings: list = dataclasses.field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def line(self) -> str:
-        """One line for the user."""
-        if self.status != "done":
-            return f"failed {self.input}: {self.error}"
-        tracks = f"{self.tracks} track" + ("" if self.tracks == 1 else "s")
-        return (f"done   {self.input}: {self.frames} frames, {self.frames_with_face} with a face, {tracks}, "
-                f"{self.seconds:.1f} s")
-
-
 def _folder_videos(folder) -> list[str]:
     from ddfa_blender.core.sources import is_video_file
 
@@ -388,7 +356,7 @@ def run_clip(job: ClipJob, settings: Settings, progress: bool = True) -> ClipRes
     except UsageError:
         raise
     except CaptureError as err:
-        return ClipResult(label, "failed", seconds=time.perf_counter() - started, error=one_line(err))
+        return ClipResult(label, STATUS_FAILED, seconds=time.perf_counter() - started, error=one_line(err))
     result.seconds = time.perf_counter() - started
     return result
 
@@ -434,7 +402,7 @@ def _write_clip(job: ClipJob, settings: Settings, progress: bool) -> ClipResult:
             _write_blend(take, blend_file, job, settings)
         _stop_if_signalled()
         outputs.commit()
-    result = ClipResult(job.input or job.take, "done", frames=summary.frames,
+    result = ClipResult(job.input or job.take, STATUS_DONE, frames=summary.frames,
                         frames_with_face=summary.frames_with_face, tracks=len(summary.tracks),
                         outputs=[p for p, _ in job.outputs()], warnings=list(warnings))
     if not args.quiet and settings.single_clip:
@@ -639,7 +607,7 @@ def main(argv) -> int:
         settings.single_clip = len(jobs) == 1
         if len(jobs) == 1:
             result = run_clip(jobs[0], settings)
-            if result.status != "done":
+            if not result.done:
                 raise CaptureError(result.error)
             return EXIT_DONE
         return run_batch(jobs, settings)
@@ -675,11 +643,11 @@ def run_batch(jobs: list[ClipJob], settings: Settings) -> int:
     for job in jobs:
         result = run_clip(job, settings)
         results.append(result)
-        if result.status == "done":
+        if result.done:
             print(result.line(), flush=True)
         else:
             settings.messages.line(result.line())
-    failed = sum(r.status != "done" for r in results)
+    failed = sum(not r.done for r in results)
     for folder in created:
         if not os.listdir(folder):
             os.rmdir(folder)

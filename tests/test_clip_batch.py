@@ -10,15 +10,8 @@ import pytest
 
 from ddfa_blender.core.atomic_file import remove_stale_temporaries
 from ddfa_blender.core.clip_batch import check_output_folder, clip_label, clip_outputs, clip_stem, list_clips
-from ddfa_blender.core.clip_record import (
-    STATUS_FAILED,
-    STATUS_OK,
-    ClipResult,
-    clip_fingerprint,
-    read_record,
-    redo_reason,
-    write_record,
-)
+from ddfa_blender.core.clip_record import clip_fingerprint, read_record, redo_reason, write_record
+from ddfa_blender.core.clip_result import STATUS_DONE, STATUS_FAILED, ClipResult
 from ddfa_blender.core.errors import CaptureError
 
 from conftest import ROOT
@@ -93,12 +86,12 @@ def test_output_names_and_folders_that_would_clobber_inputs(tmp_path):
         check_output_folder(str(tmp_path / "out"), str(tmp_path / "in"), listed)
 
 
-def record_ok(tmp_path, clip, settings):
+def record_done(tmp_path, clip, settings):
     outputs = clip_outputs(clip, str(tmp_path / "out"))
     for path in outputs.files():
         touch(path)
-    write_record(outputs.record, clip, clip_fingerprint(clip), settings,
-                 ClipResult(STATUS_OK, frames=10, frames_with_face=9, tracks=1, seconds=1.5), list(outputs.files()))
+    write_record(outputs.record, ClipResult(clip, STATUS_DONE, frames=10, frames_with_face=9, tracks=1, seconds=1.5,
+                                            outputs=list(outputs.files())), clip_fingerprint(clip), settings)
     return outputs
 
 
@@ -107,24 +100,26 @@ def test_redo_reasons_in_order(tmp_path):
     settings = {"model": "mb05", "smoothing": "default"}
     outputs = clip_outputs(clip, str(tmp_path / "out"))
     assert redo_reason(outputs.record, clip, settings) == "not captured yet"
-    record_ok(tmp_path, clip, settings)
+    record_done(tmp_path, clip, settings)
     assert redo_reason(outputs.record, clip, settings) is None
-    assert read_record(outputs.record)["frames_with_face"] == 9
+    record = read_record(outputs.record)
+    assert (record["input"], record["frames_with_face"], record["outputs"]) == (
+        clip, 9, ["a.npz", "a.blend", "a_preview.mp4"])
     assert redo_reason(outputs.record, clip, {**settings, "smoothing": "heavy"}) == (
         "settings changed (smoothing: 'default' -> 'heavy')")
     os.unlink(outputs.blend)
     assert redo_reason(outputs.record, clip, settings) == "output a.blend is missing"
-    record_ok(tmp_path, clip, settings)
+    record_done(tmp_path, clip, settings)
     touch(clip, b"other footage")
     assert redo_reason(outputs.record, clip, settings) == "the clip changed"
-    write_record(outputs.record, clip, clip_fingerprint(clip), settings,
-                 ClipResult(STATUS_FAILED, error="No face found"), [])
+    write_record(outputs.record, ClipResult(clip, STATUS_FAILED, frames=95, error="No face found"),
+                 clip_fingerprint(clip), settings)
     assert redo_reason(outputs.record, clip, settings) == "the last attempt failed"
 
 
 def test_a_touched_or_copied_clip_with_the_same_content_is_not_redone(tmp_path):
     clip = touch(tmp_path / "in" / "a.mp4", b"footage")
-    outputs = record_ok(tmp_path, clip, {})
+    outputs = record_done(tmp_path, clip, {})
     later = time.time() + 100
     os.utime(clip, (later, later))
     assert redo_reason(outputs.record, clip, {}) is None
@@ -134,7 +129,7 @@ def test_a_touched_or_copied_clip_with_the_same_content_is_not_redone(tmp_path):
 
 def test_an_edited_blend_is_not_redone_and_a_newer_record_layout_is_redone(tmp_path):
     clip = touch(tmp_path / "in" / "a.mp4")
-    outputs = record_ok(tmp_path, clip, {})
+    outputs = record_done(tmp_path, clip, {})
     touch(outputs.blend, b"an animator's edit")
     assert redo_reason(outputs.record, clip, {}) is None
     record = json.loads(open(outputs.record).read())

@@ -115,15 +115,15 @@ def test_bad_clip_fails_its_own_task_and_the_summary_reports_every_clip(tmp_path
         with np.load(out / f"{stem}.npz") as take:
             assert len(np.unique(take["frame"])) == frames
         assert blend_header(out / f"{stem}.blend") == b"BLENDER"
-        assert preview_frames(out / f"{stem}_preview.mp4") == frames
+        assert decoded_frames(out / f"{stem}_preview.mp4") == frames
 
     code, log = openjd("run", template, "-p", parameters, "--step", "Summary", "--no-run-dependencies")
     assert code == 0, log
-    assert "summary: 3 clips: 2 ok, 1 failed, 0 missing" in " ".join(output_lines(log))
+    assert "summary: 3 clips: 2 done, 1 failed, 0 missing" in " ".join(output_lines(log))
     summary = json.loads((out / "summary.json").read_text())
     rows = {row["clip"]: row for row in summary["rows"]}
     assert [row["clip"] for row in summary["rows"]] == ["no_face.mp4", "obama.mp4", "single_face.mp4"]
-    assert (rows["obama.mp4"]["status"], rows["obama.mp4"]["frames"], rows["obama.mp4"]["tracks"]) == ("ok", 55, 1)
+    assert (rows["obama.mp4"]["status"], rows["obama.mp4"]["frames"], rows["obama.mp4"]["tracks"]) == ("done", 55, 1)
     assert rows["single_face.mp4"]["frames"] == 72 and rows["single_face.mp4"]["frames_with_face"] == 72
     assert rows["no_face.mp4"]["status"] == "failed" and rows["no_face.mp4"]["frames_with_face"] == 0
     assert rows["no_face.mp4"]["error"] == printed[-1].removeprefix("error: no_face.mp4: ")
@@ -151,7 +151,7 @@ def blend_header(path):
     return data[:7]
 
 
-def preview_frames(path):
+def decoded_frames(path):
     import cv2
 
     video = cv2.VideoCapture(str(path))
@@ -216,7 +216,7 @@ def test_killed_job_run_again_finishes_only_the_missing_clips(tmp_path, shared_d
     assert {name: (out / name).stat().st_mtime_ns for name in kept} == kept
     rows = json.loads((out / "summary.json").read_text())["rows"]
     assert [(r["clip"], r["status"]) for r in rows] == [
-        (str(video / name), "ok") for name in ("single_face.mp4", "obama.mp4", "face_noface.mov")]
+        (str(video / name), "done") for name in ("single_face.mp4", "obama.mp4", "face_noface.mov")]
     assert 0 < rows[2]["frames_with_face"] < rows[2]["frames"] == 169
     assert not [name for name in os.listdir(out) if name.endswith((".part", "@")) or ".partial" in name]
 
@@ -232,7 +232,7 @@ def test_a_chunk_goes_on_past_its_bad_clip_and_ends_with_the_error(tmp_path, sha
     assert any(line.startswith("error: a_broken.mp4: Cannot open video ") for line in printed)
     assert "clip 2/2 b_good.mp4: capturing (not captured yet)" in printed
     assert printed[-1].startswith("error: 1 of 2 clips failed: a_broken.mp4: ")
-    assert (out / "b_good.blend").is_file() and json.loads((out / "b_good.capture.json").read_text())["status"] == "ok"
+    assert (out / "b_good.blend").is_file() and json.loads((out / "b_good.capture.json").read_text())["status"] == "done"
     assert json.loads((out / "a_broken.capture.json").read_text())["status"] == "failed"
 
 
@@ -304,7 +304,7 @@ def test_blender_runner_runs_every_step_inside_blender(tmp_path, shared_dir, mod
         f"-b -q --python-exit-code 1 -P {step} -- {command}" for command in ("check", "capture 1-1", "summary")]
     printed = output_lines(log)
     assert any(line.startswith("worker check: ddfa-blender") and ", Blender 5." in line for line in printed)
-    assert json.loads((out / "summary.json").read_text())["ok"] == 1
+    assert json.loads((out / "summary.json").read_text())["done"] == 1
 
     wrong_count = parameters_file(tmp_path, clips, out, models_dir, ClipCount=2, Runner="blender",
                                   Blender=str(blender))

@@ -8,7 +8,8 @@ import pytest
 from openjd.sessions import PathMappingRule
 
 from conftest import ROOT
-from ddfa_blender.core.clip_record import STATUS_FAILED, STATUS_OK, ClipResult, write_record
+from ddfa_blender.core.clip_record import write_record
+from ddfa_blender.core.clip_result import STATUS_DONE, STATUS_FAILED, ClipResult
 from ddfa_blender.core.clip_batch import clip_outputs
 from farm.job_settings import JobSettings, JobSettingsError, split_avatar
 from farm.openjd_values import load_path_mapping, parse_range
@@ -96,20 +97,20 @@ def test_summary_rows_statuses_and_files(tmp_path):
     clips = [str(tmp_path / "in" / name) for name in ("a.mp4", "b.mp4", "c.mp4")]
     out = tmp_path / "out"
     out.mkdir()
-    write_record(clip_outputs(clips[0], str(out)).record, clips[0], {}, {},
-                 ClipResult(STATUS_OK, frames=72, frames_with_face=70, tracks=1, seconds=4.25), [])
-    write_record(clip_outputs(clips[1], str(out)).record, clips[1], {}, {},
-                 ClipResult(STATUS_FAILED, frames=95, seconds=3.0, error="No face found in b.mp4: fix"), [])
+    write_record(clip_outputs(clips[0], str(out)).record,
+                 ClipResult(clips[0], STATUS_DONE, frames=72, frames_with_face=70, tracks=1, seconds=4.25), {}, {})
+    write_record(clip_outputs(clips[1], str(out)).record,
+                 ClipResult(clips[1], STATUS_FAILED, frames=95, seconds=3.0, error="No face found in b.mp4: fix"), {}, {})
     rows = summary_rows(clips, str(tmp_path / "in"), str(out))
     assert [(r["clip"], r["status"], r["frames"], r["error"]) for r in rows] == [
-        ("a.mp4", "ok", 72, ""), ("b.mp4", "failed", 95, "No face found in b.mp4: fix"), ("c.mp4", "missing", "", "")]
-    assert totals_line(rows) == "3 clips: 1 ok, 1 failed, 1 missing"
+        ("a.mp4", "done", 72, ""), ("b.mp4", "failed", 95, "No face found in b.mp4: fix"), ("c.mp4", "missing", "", "")]
+    assert totals_line(rows) == "3 clips: 1 done, 1 failed, 1 missing"
     csv_path, json_path = write_summary(rows, str(out))
     assert open(csv_path).read().splitlines() == [
         "clip,frames,frames_with_face,tracks,seconds,status,error",
-        "a.mp4,72,70,1,4.25,ok,", "b.mp4,95,0,0,3.0,failed,No face found in b.mp4: fix", "c.mp4,,,,,missing,"]
+        "a.mp4,72,70,1,4.25,done,", "b.mp4,95,0,0,3.0,failed,No face found in b.mp4: fix", "c.mp4,,,,,missing,"]
     summary = json.loads(open(json_path).read())
-    assert (summary["clips"], summary["ok"], summary["failed"], summary["missing"]) == (3, 1, 1, 1)
+    assert (summary["clips"], summary["done"], summary["failed"], summary["missing"]) == (3, 1, 1, 1)
     assert summary["rows"] == json.loads(json.dumps(rows))
 
 

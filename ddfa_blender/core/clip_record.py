@@ -3,11 +3,12 @@
 A record (``<stem>.capture.json``, see :func:`.clip_batch.clip_outputs`) is
 written atomically after the clip's outputs, whether the capture succeeded or
 failed. It holds the result (status, frames, frames with a face, tracks,
-seconds, error line), the clip's fingerprint and the settings used. A clip
-is complete and up to date, and a re-run skips it, when its record says
-``ok`` for the same clip content and the same settings and every output it
-wrote still exists. Outputs are checked for presence only: a ``.blend`` an
-animator opened and saved is never redone for that.
+seconds, error line: a :class:`.clip_result.ClipResult`), the clip's
+fingerprint and the settings used. A clip is complete and up to date, and a
+re-run skips it, when its record says ``done`` for the same clip content and
+the same settings and every output it wrote still exists. Outputs are checked
+for presence only: a ``.blend`` an animator opened and saved is never redone
+for that.
 
 Nothing here needs numpy or Blender, so a job's summary reads records with
 the standard library alone.
@@ -15,37 +16,16 @@ the standard library alone.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import hashlib
 import json
 import os
 
 from .atomic_file import atomic_write
+from .clip_result import STATUS_DONE, ClipResult
 
-RECORD_VERSION = 1
-STATUS_OK = "ok"
-STATUS_FAILED = "failed"
+RECORD_VERSION = 2  # 2: the record is a ClipResult (status "done"), plus what identifies the capture
 _HASH_CHUNK = 1 << 20
-
-
-@dataclasses.dataclass
-class ClipResult:
-    """How one clip's capture went.
-
-    ``status``: ``"ok"`` or ``"failed"``. ``frames``: source frames read;
-    ``frames_with_face``: frames where at least one face was tracked;
-    ``tracks``: face tracks in the take; ``seconds``: wall-clock time of the
-    capture and its outputs; ``error``: the one-line message of a failure
-    ("" when ok).
-    """
-
-    status: str
-    frames: int = 0
-    frames_with_face: int = 0
-    tracks: int = 0
-    seconds: float = 0.0
-    error: str = ""
 
 
 def clip_fingerprint(clip: str) -> dict:
@@ -62,23 +42,22 @@ def clip_fingerprint(clip: str) -> dict:
     return {"listing_sha256": listing.hexdigest()}
 
 
-def write_record(path: str, clip: str, fingerprint: dict, settings: dict, result: ClipResult,
-                 outputs: list[str]) -> None:
-    """Write the record of ``clip`` to ``path`` atomically.
+def write_record(path: str, result: ClipResult, fingerprint: dict, settings: dict) -> None:
+    """Write the record of the clip ``result.input`` to ``path`` atomically.
 
-    ``settings``: the capture settings that shape the outputs (compared on
-    re-runs). ``outputs``: the files the capture wrote (checked for presence
-    on re-runs; ignored for a failed capture).
+    The record is ``result.to_dict()`` (its ``outputs`` as names in the
+    record's folder: checked for presence on re-runs) plus ``fingerprint``
+    (:func:`clip_fingerprint` of the clip) and ``settings`` (the capture
+    settings that shape the outputs, compared on re-runs).
     """
     from .. import __version__
 
     record = {
         "record_version": RECORD_VERSION,
-        "clip": clip,
+        **result.to_dict(),
+        "outputs": [os.path.basename(p) for p in result.outputs],
         "fingerprint": fingerprint,
         "settings": settings,
-        **dataclasses.asdict(result),
-        "outputs": [os.path.basename(p) for p in outputs],
         "version": __version__,
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -88,7 +67,8 @@ def write_record(path: str, clip: str, fingerprint: dict, settings: dict, result
 
 
 def read_record(path: str) -> dict | None:
-    """The record at ``path``, or None when it is missing, unreadable or of a newer layout."""
+    """The record at ``path``, or None when it is missing, unreadable or of another layout
+    (the clip is then captured again)."""
     try:
         with open(path, encoding="utf-8") as handle:
             record = json.load(handle)
@@ -110,7 +90,7 @@ def redo_reason(record_path: str, clip: str, settings: dict) -> str | None:
     record = read_record(record_path)
     if record is None:
         return "not captured yet"
-    if record.get("status") != STATUS_OK:
+    if record.get("status") != STATUS_DONE:
         return "the last attempt failed"
     old = record.get("settings", {})
     for key in sorted(set(old) | set(settings)):
