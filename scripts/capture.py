@@ -345,23 +345,25 @@ def run_clip(job: ClipJob, settings: Settings, progress: bool = True) -> ClipRes
     """Capture (or load) one clip and write its outputs all together, or none of them.
 
     Returns a :class:`ClipResult`: ``"done"``, or ``"failed"`` with the
-    one-line error of a :class:`CaptureError`. Interrupts (KeyboardInterrupt,
-    :class:`Terminated`), usage errors and bugs propagate, after the clip's temporary files
-    are removed; previous files are never touched unless the clip succeeds.
+    one-line error of a :class:`CaptureError` and what was known when it
+    failed (the frames read; the faces found once the capture finished).
+    Interrupts (KeyboardInterrupt, :class:`Terminated`), usage errors and bugs
+    propagate, after the clip's temporary files are removed; previous files
+    are never touched unless the clip succeeds.
     """
     started = time.perf_counter()
-    label = job.input or job.take
+    result = ClipResult(job.input or job.take, STATUS_FAILED)  # filled in as the clip goes
     try:
-        result = _write_clip(job, settings, progress and not settings.args.quiet)
+        _write_clip(job, settings, result, progress and not settings.args.quiet)
     except UsageError:
         raise
     except CaptureError as err:
-        return ClipResult(label, STATUS_FAILED, seconds=time.perf_counter() - started, error=one_line(err))
+        result.error = one_line(err)
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _write_clip(job: ClipJob, settings: Settings, progress: bool) -> ClipResult:
+def _write_clip(job: ClipJob, settings: Settings, result: ClipResult, progress: bool) -> None:
     from ddfa_blender.core.atomic_file import OutputSet
     from ddfa_blender.core.take import Take
 
@@ -371,7 +373,6 @@ def _write_clip(job: ClipJob, settings: Settings, progress: bool) -> ClipResult:
         take_file = outputs.path_for(job.take, "take") if job.input and job.take else None
         preview_file = outputs.path_for(job.preview, "preview") if job.preview else None
         blend_file = outputs.path_for(job.output, ".blend") if job.output else None
-        warnings = []
         if job.input:
             from ddfa_blender.core.engine import CaptureOptions, capture, capture_to_file
 
@@ -382,29 +383,33 @@ def _write_clip(job: ClipJob, settings: Settings, progress: bool) -> ClipResult:
 
                 options.channels = make_channels(args.models)
             bar = ProgressBar(f"capture {os.path.basename(job.input)}", settings.messages, not progress)
+
+            def counted(done, total):
+                result.frames = done
+                bar(done, total)
+
             if take_file:
-                summary = capture_to_file(job.input, take_file, options, progress=bar)
+                summary = capture_to_file(job.input, take_file, options, progress=counted)
                 take = Take.load(take_file) if (preview_file or blend_file) else None
             else:
-                take = capture(job.input, options, progress=bar)
+                take = capture(job.input, options, progress=counted)
                 summary = take_summary(take)
             bar.finish(summary.frames)
-            warnings = summary.warnings
-            for warning in warnings:
+            for warning in summary.warnings:
                 settings.messages.line(f"warning: {warning}")
         else:
             take = Take.load(job.take)
             summary = take_summary(take)
             _check_footage_is_not_output(take, job)
+        result.frames, result.frames_with_face = summary.frames, summary.frames_with_face
+        result.tracks, result.warnings = len(summary.tracks), list(summary.warnings)
         if preview_file:
             _write_preview(take, preview_file, settings, progress)
         if blend_file:
             _write_blend(take, blend_file, job, settings)
         _stop_if_signalled()
         outputs.commit()
-    result = ClipResult(job.input or job.take, STATUS_DONE, frames=summary.frames,
-                        frames_with_face=summary.frames_with_face, tracks=len(summary.tracks),
-                        outputs=[p for p, _ in job.outputs()], warnings=list(warnings))
+    result.status, result.outputs = STATUS_DONE, [p for p, _ in job.outputs()]
     if not args.quiet and settings.single_clip:
         written = ", ".join(p for p, _ in job.outputs())
         print(f"{result.input}: {result.frames} frames, {result.frames_with_face} with a face, "
@@ -414,7 +419,6 @@ def _write_clip(job: ClipJob, settings: Settings, progress: bool) -> ClipResult:
 
             smoothing = settings.smoothing
             print(f"  {flagged_summary(take, smoothing.min_confidence, smoothing.keep_flagged)}")
-    return result
 
 
 def take_summary(take):

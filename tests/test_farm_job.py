@@ -126,6 +126,7 @@ def test_bad_clip_fails_its_own_task_and_the_summary_reports_every_clip(tmp_path
     assert (rows["obama.mp4"]["status"], rows["obama.mp4"]["frames"], rows["obama.mp4"]["tracks"]) == ("done", 55, 1)
     assert rows["single_face.mp4"]["frames"] == 72 and rows["single_face.mp4"]["frames_with_face"] == 72
     assert rows["no_face.mp4"]["status"] == "failed" and rows["no_face.mp4"]["frames_with_face"] == 0
+    assert rows["no_face.mp4"]["frames"] == decoded_frames(clips / "no_face.mp4")  # every frame was read
     assert rows["no_face.mp4"]["error"] == printed[-1].removeprefix("error: no_face.mp4: ")
     assert all(row["seconds"] > 0 for row in summary["rows"])
     csv_lines = (out / "summary.csv").read_text().splitlines()
