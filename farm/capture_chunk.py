@@ -14,7 +14,6 @@ import os
 import sys
 import time
 import traceback
-from typing import TextIO
 
 from ddfa_blender.core.atomic_file import remove_stale_temporaries
 from ddfa_blender.core.clip_batch import check_output_folder, clip_label, clip_outputs, list_clips
@@ -42,11 +41,11 @@ def job_clips(settings: JobSettings) -> list[str]:
     return clips
 
 
-def run_chunk(settings: JobSettings, chunk: str, errors: TextIO = sys.stderr) -> int:
+def run_chunk(settings: JobSettings, chunk: str) -> int:
     """Capture the clips numbered by ``chunk`` (a range expression, 1-based); the task's exit code.
 
-    Error lines go to ``errors`` (the job step passes its private copy of
-    stderr, which no library's redirection of file descriptor 2 can swallow).
+    Each failed clip's error goes to stderr as it happens; when the last
+    line would not name every failure, a line listing them ends the task.
     """
     try:
         numbers = parse_range(chunk)
@@ -86,10 +85,11 @@ def run_chunk(settings: JobSettings, chunk: str, errors: TextIO = sys.stderr) ->
             print(f"{label}: done, {result.counts()}", flush=True)
         else:
             failures.append(f"{clip_label(clip, settings.clips)}: {result.error}")
-            print(f"error: {failures[-1]}", file=errors, flush=True)
+            print(f"error: {failures[-1]}", file=sys.stderr, flush=True)
             last_failed = True
     if failures and not (len(failures) == 1 and last_failed):  # the task's last line names what failed
-        print(f"error: {len(failures)} of {len(numbers)} clips failed: " + "; ".join(failures), file=errors, flush=True)
+        print(f"error: {len(failures)} of {len(numbers)} clips failed: " + "; ".join(failures),
+              file=sys.stderr, flush=True)
     return 1 if failures else 0
 
 

@@ -45,32 +45,29 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    # Native libraries (MediaPipe's start-up) point file descriptor 2 elsewhere for a
-    # while; error lines go through a copy of it taken before anything else runs.
-    errors = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
     try:
         settings = JobSettings.from_environment(os.environ, args.path_mapping)
     except JobSettingsError as err:
-        print(f"error: {err}", file=errors)
+        print(f"error: {err}", file=sys.stderr)
         return 1
     if settings.runner == "blender" and os.environ.get(IN_BLENDER) != "1":
-        return run_in_blender(settings.blender, argv, errors)
+        return run_in_blender(settings.blender, argv)
     signal.signal(signal.SIGTERM, _terminate)
     from ddfa_blender.core.errors import CaptureError
 
     try:
-        return run(args, settings, errors)
+        return run(args, settings)
     except CaptureError as err:
         what = "worker check failed on " + platform.node() + ": " if args.command == "check" else ""
-        print(f"error: {what}{err}", file=errors)
+        print(f"error: {what}{err}", file=sys.stderr)
         return 1
     except (KeyboardInterrupt, Terminated) as stop:
         kind = "terminated" if isinstance(stop, Terminated) else "interrupted"
-        print(f"{kind}: clips not finished are captured again by the next run", file=errors)
+        print(f"{kind}: clips not finished are captured again by the next run", file=sys.stderr)
         return 143 if isinstance(stop, Terminated) else 130
 
 
-def run(args: argparse.Namespace, settings: JobSettings, errors) -> int:
+def run(args: argparse.Namespace, settings: JobSettings) -> int:
     if args.command == "check":
         from farm.worker_check import check_worker
 
@@ -81,7 +78,7 @@ def run(args: argparse.Namespace, settings: JobSettings, errors) -> int:
     if args.command == "capture":
         from farm.capture_chunk import run_chunk
 
-        return run_chunk(settings, args.chunk, errors)
+        return run_chunk(settings, args.chunk)
     from farm.capture_chunk import job_clips
     from farm.summary import summary_rows, totals_line, write_summary
 
@@ -91,7 +88,7 @@ def run(args: argparse.Namespace, settings: JobSettings, errors) -> int:
     return 0
 
 
-def run_in_blender(blender: str, argv: list[str], errors) -> int:
+def run_in_blender(blender: str, argv: list[str]) -> int:
     """Run this script with ``argv`` inside Blender in the background; Blender's exit code.
 
     Not ``--factory-startup``: the ddfa-blender extension must load from the
@@ -107,7 +104,7 @@ def run_in_blender(blender: str, argv: list[str], errors) -> int:
                                  stderr=subprocess.STDOUT, text=True, errors="replace")
     except OSError as err:
         print(f"error: cannot start Blender ({blender}: {err.strerror}) on {platform.node()}: "
-              "set the job's Blender parameter to the Blender executable on the workers.", file=errors)
+              "set the job's Blender parameter to the Blender executable on the workers.", file=sys.stderr)
         return 1
     for number in (signal.SIGTERM, signal.SIGINT):
         signal.signal(number, lambda signum, frame: child.send_signal(signum))
@@ -119,7 +116,7 @@ def run_in_blender(blender: str, argv: list[str], errors) -> int:
         error = last if last.startswith("error: ") else error
     code = child.wait()
     if code != 0 and error and last != error:
-        print(error, file=errors)
+        print(error, file=sys.stderr)
     return code
 
 

@@ -60,21 +60,16 @@ MAX_FPS = 240.0
 
 
 class Messages:
-    """Where this script's own lines go: stderr, through a private copy of file descriptor 2.
+    """Where this script's own lines go (progress, warnings, errors): stderr, flushed at once.
 
-    The copy is taken before any thread starts, so a library that points fd 2
-    (or ``sys.stderr``'s descriptor) elsewhere for a while, e.g. to hide native
-    start-up chatter, can never swallow an error line; fd 2 itself is left alone.
+    Plain ``sys.stderr``, not a private copy of file descriptor 2: nothing in
+    the project redirects fd 2 (:mod:`ddfa_blender.core.mediapipe_tasks`
+    quiets MediaPipe's own log levels instead).
     """
 
     def __init__(self):
-        try:
-            sys.stderr.flush()
-            self.stream = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1,
-                                    encoding=sys.stderr.encoding or "utf-8", errors="backslashreplace")
-        except (AttributeError, OSError, ValueError):  # no real stderr (some embedded consoles)
-            self.stream = sys.stderr
-        self.tty = self.stream.isatty()
+        self.stream = sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
     def write(self, text: str) -> None:
         self.stream.write(text)
