@@ -24,6 +24,7 @@ from typing import Iterator
 import numpy as np
 
 from .errors import CaptureError
+from .mp4_boxes import video_track_duration
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 UNSUPPORTED_IMAGE_EXTENSIONS = (".exr", ".hdr", ".dpx", ".heic", ".heif")
@@ -105,6 +106,10 @@ class VideoSource(FrameSource):
         self.image_size = (self._first.shape[1], self._first.shape[0])
         count = self._capture.get(cv2.CAP_PROP_FRAME_COUNT)
         self.frame_count = int(count) if count and 0 < count < 1e9 else None
+        presented = video_track_duration(path)  # an edit list can hide coded frames
+        if presented:
+            estimate = round(presented * self.fps)
+            self.frame_count = min(self.frame_count, estimate) if self.frame_count else estimate
 
     def _time(self) -> float:
         if not self._timed:
