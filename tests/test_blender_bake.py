@@ -203,7 +203,7 @@ def test_baking_again_into_the_same_object_replaces_its_animation(synthetic_mode
     again = bake.bake_take(scene, second, face_model=face_model, target=obj)
     assert again == obj
     assert [a.name for a in bpy.data.actions] == ["clip"]
-    assert {o.name for o in bpy.data.objects} == {"clip.face0", "clip.camera"}
+    assert {o.name for o in bpy.data.objects} == {"clip.face0", "clip.camera", "clip.origin"}
     frames, values = keys(obj.data.shape_keys, 'key_blocks["exp_00"].value')
     assert len(frames) == 12
     scale = obj[bake.EXPRESSION_SCALE_PROPERTY][0]

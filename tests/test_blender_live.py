@@ -151,7 +151,7 @@ def test_esc_ends_live_and_leaves_the_captured_face_as_it_was(session, tmp_path)
     assert (tuple(face.location), tuple(face.rotation_quaternion), tuple(face.scale)) == before
     assert [blocks[n].value for n in EXPR_NAMES] == pytest.approx(values)
     assert [(blocks[n].slider_min, blocks[n].slider_max) for n in EXPR_NAMES] == sliders
-    assert sorted(o.name for o in bpy.data.objects) == ["t.camera", "t.face0"]
+    assert sorted(o.name for o in bpy.data.objects) == ["t.camera", "t.face0", "t.origin"]
 
 
 def test_loading_a_file_releases_the_camera(session):

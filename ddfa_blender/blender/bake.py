@@ -6,7 +6,9 @@
 created is removed and what it changed is put back, so the scene is as it was.
 
 Names, for a take called ``NAME`` (the take file's stem, else the footage's):
-face object and mesh ``NAME.face<track>``, camera ``NAME.camera``, action
+face object and mesh ``NAME.face<track>``, camera ``NAME.camera``, both
+children of the empty ``NAME.origin`` (placed clear of what the scene shows,
+see :mod:`.scene`), action
 ``NAME`` for track 0 and ``NAME.face<track>`` for the others (one action per
 baked track: re-smoothing one face leaves the others alone). With layered
 actions (Blender 4.4+) the action has one slot per animated data-block (the
@@ -149,6 +151,12 @@ def bake_take(
         if created:
             undo.created(camera.data)
             undo.created(camera)
+            low, high = scene_mod.capture_extent(channels.location)
+            spot = scene_mod.free_spot(scene, low, high, ignore=(obj, camera))
+            camera.parent = scene_mod.add_origin(scene, name + scene_mod.ORIGIN_SUFFIX, spot)
+            undo.created(camera.parent)
+        if target is None:
+            obj.parent = camera.parent  # keyed transforms are in the capture origin's frame
 
         tolerances = KEY_TOLERANCES if lean_keys else {}
         counts = [0, 0]

@@ -1,10 +1,19 @@
 """Scene set-up for a bake: frame rate and range, the capture camera, the footage.
 
-The camera reproduces the footage's view (see :mod:`..core.pose`): it sits at
-the origin looking along +Y with Z up, a ``DEFAULT_LENS_MM`` lens on a 36 mm
-wide sensor fitted horizontally, and the render resolution is the footage's
-frame size. The footage is the camera's background (a movie clip), shown in
-the camera view in sync with the scene frames.
+The camera reproduces the footage's view (see :mod:`..core.pose`): at rest it
+looks along +Y with Z up, a ``DEFAULT_LENS_MM`` lens on a 36 mm wide sensor
+fitted horizontally, and the render resolution is the footage's frame size.
+The footage is the camera's background (a movie clip), shown in the camera
+view in sync with the scene frames.
+
+Where a capture lands: the camera and its faces are children of an empty,
+the capture's origin (``<take>.origin``), and every keyed transform is in
+that empty's frame (the camera's rest position is the empty's origin). A new
+origin goes to the world origin when nothing visible is in the way, else
+along +X just past whatever is (:func:`free_spot`): a capture into Blender's
+default scene lands beside the default cube, not inside it, so both the
+viewport and the camera's view show the face. Moving the empty moves the
+whole capture.
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ import os
 import re
 
 import bpy
+from mathutils import Vector
 
 from ..core import pose as pose_mod
 from ..core.errors import CaptureError
@@ -42,7 +52,8 @@ def set_timing(scene, fps: float, frame_start: int, frame_end: int) -> None:
 def ensure_camera(scene, name: str, image_size, lens_mm: float = pose_mod.DEFAULT_LENS_MM):
     """The capture camera ``name`` (created and linked if absent), made the scene camera.
 
-    Returns ``(camera object, created)``; the camera is put at its rest pose.
+    Returns ``(camera object, created)``; the camera is put at its rest pose
+    (its parent's origin, see the module's docstring).
     """
     obj = bpy.data.objects.get(name)
     created = obj is None or obj.type != "CAMERA"
@@ -64,6 +75,69 @@ def ensure_camera(scene, name: str, image_size, lens_mm: float = pose_mod.DEFAUL
     scene.render.resolution_x, scene.render.resolution_y = (int(v) for v in image_size)
     scene.render.resolution_percentage = 100
     return obj, created
+
+
+ORIGIN_SUFFIX = ".origin"
+# Object types whose geometry can hide a face (cameras, lights and empties cannot).
+SOLID_TYPES = {"MESH", "CURVE", "CURVES", "SURFACE", "META", "FONT", "VOLUME", "POINTCLOUD"}
+CLEARANCE_M = 0.3  # kept free around a capture's camera and faces
+
+
+def world_bounds(obj) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(min xyz, max xyz)`` of ``obj``'s bounding box in world coordinates (metres)."""
+    matrix = obj.matrix_world
+    corners = [matrix @ Vector(corner) for corner in obj.bound_box]
+    return (
+        tuple(min(c[i] for c in corners) for i in range(3)),
+        tuple(max(c[i] for c in corners) for i in range(3)),
+    )
+
+
+def free_spot(scene, low, high, ignore=()) -> tuple[float, float, float]:
+    """Where to put a capture's origin so its extent stays clear of visible geometry.
+
+    ``low``/``high``: the corners of the capture's extent around its origin
+    (metres, origin frame = world axes). Returns the world origin when that
+    box touches no visible solid object of ``scene`` (other than ``ignore``),
+    else the nearest spot along +X that does, each blocker passed by
+    ``CLEARANCE_M``.
+    """
+    boxes = [
+        world_bounds(obj) for obj in scene.objects
+        if obj.type in SOLID_TYPES and obj not in ignore and obj.visible_get()
+    ]
+    x = 0.0
+    while True:
+        lo = (x + low[0], low[1], low[2])
+        hi = (x + high[0], high[1], high[2])
+        blockers = [
+            box for box in boxes
+            if all(box[0][i] < hi[i] and lo[i] < box[1][i] for i in range(3))
+        ]
+        if not blockers:
+            return (x, 0.0, 0.0)
+        x = max(box[1][0] for box in blockers) - low[0] + CLEARANCE_M
+
+
+def capture_extent(points) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The box around a capture's origin holding its camera (at the origin) and ``points``
+    ((N, 3) metres: the keyed head or camera positions), padded by ``CLEARANCE_M``."""
+    low, high = [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
+    for point in points:
+        for i in range(3):
+            if math.isfinite(point[i]):
+                low[i], high[i] = min(low[i], point[i]), max(high[i], point[i])
+    return tuple(v - CLEARANCE_M for v in low), tuple(v + CLEARANCE_M for v in high)
+
+
+def add_origin(scene, name: str, location):
+    """A new empty ``name`` at ``location`` (world, metres), linked to ``scene``."""
+    obj = bpy.data.objects.new(name, None)
+    obj.empty_display_type = "PLAIN_AXES"
+    obj.empty_display_size = 0.1
+    obj.location = location
+    scene.collection.objects.link(obj)
+    return obj
 
 
 def footage_file(path: str) -> tuple[str, int | None, bool]:
