@@ -153,7 +153,7 @@ INSTALL_SCRIPT = textwrap.dedent('''
         prefs = bpy.context.preferences.addons[module].preferences
         assert prefs.models_dir == "" and prefs.threads == 0
         assert hasattr(bpy.types.Scene, "ddfa_capture") and hasattr(bpy.types, "DDFA_PT_capture")
-        assert bpy.ops.ddfa.capture.poll()
+        assert bpy.ops.ddfa.prepare_models.poll()  # registered; Capture waits for footage
         extension = sys.modules[module + ".blender.preferences"]
         assert extension.is_extension()
         assert "extensions" in extension.default_models_dir()

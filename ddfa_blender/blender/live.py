@@ -13,7 +13,9 @@ first live frame. An avatar retargeted in ``"drivers"`` mode
 (:mod:`.retarget`) follows the captured face, so it moves live with it (its
 channels keyed as ``ddfa_src_*`` properties hold their values meanwhile).
 The head is always moved in front of a still camera (a face
-baked in camera mode has its camera put at rest for the live view). While
+baked in camera mode has its camera put at rest for the live view). A
+preview face is placed like a new capture (clear of what the scene shows,
+:func:`.scene.free_spot`), where Stop and Bake puts the baked face. While
 live, the face's own animation is detached and its expression sliders are
 widened to [-10, 10], so live values are not clamped; all of it is put back
 when live ends.
@@ -42,7 +44,8 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty, PointerProperty, 
 
 from ..core import pose as pose_mod
 from ..core.errors import CaptureError
-from . import bake, bake_channels, mesh, operators, preferences, properties
+from . import bake, bake_channels, mesh, operators, preferences, progress, properties
+from . import scene as scene_mod
 
 TIMER_STEP_S = 1.0 / 60.0
 PREVIEW_NAME = "live.preview"
@@ -149,6 +152,7 @@ class LiveDriver:
         self._rotation = None
         self.distance = None
         self.expression_scale = None
+        self._spot = None
 
     # -- life cycle ------------------------------------------------------------------
 
@@ -206,6 +210,8 @@ class LiveDriver:
             face.param, face.roi, result.image_size, self.distance, self.expression_scale, self._rotation
         )
         self._rotation = rotation
+        if obj == self.preview:
+            location = location + self._preview_spot(context, location)
         obj.rotation_mode = "QUATERNION"
         obj.rotation_quaternion = rotation
         obj.location = location
@@ -277,6 +283,15 @@ class LiveDriver:
             if data.users == 0:
                 bpy.data.meshes.remove(data)
             self.preview = None
+
+    def _preview_spot(self, context, location) -> np.ndarray:
+        """Where the preview's camera would be (world, metres): chosen on the first pose
+        like a capture's origin (:func:`.scene.free_spot`), so the preview face shows
+        where Stop and Bake will put the baked one."""
+        if self._spot is None:
+            low, high = scene_mod.capture_extent([location])
+            self._spot = np.array(scene_mod.free_spot(context.scene, low, high, ignore=(self.preview,)))
+        return self._spot
 
     def _preview_expression_scale(self) -> np.ndarray:
         spread = np.asarray(self.session.regressor.param_std[EXPR], dtype=np.float64)
@@ -353,7 +368,7 @@ class DDFA_LiveSettings(bpy.types.PropertyGroup):
     source_kind: EnumProperty(
         name="Live Source", items=[
             ("CAMERA", "Camera", "A webcam (index or device path) or a stream URL"),
-            ("FILE", "Video File", "A video played at its real-time pace, as a camera would"),
+            ("FILE", "Video", "A video file played at its real-time pace, as a camera would"),
         ], default="CAMERA",
     )
     device: StringProperty(
@@ -388,8 +403,7 @@ class DDFA_OT_live(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        state = getattr(context.window_manager, "ddfa_live", None)
-        return context.scene is not None and state is not None and not state.running
+        return operators.poll_with_reason(cls, live_blocker(context))
 
     def execute(self, context):
         self.report({"ERROR"}, "Live capture needs Blender's window (it cannot run in background mode).")
@@ -401,19 +415,12 @@ class DDFA_OT_live(bpy.types.Operator):
         if bpy.app.background or context.window is None:
             return self.execute(context)
         settings = context.scene.ddfa_live
-        folder = preferences.models_dir(context)
-        missing = preferences.missing_models(folder)
-        if missing:
-            self.report({"ERROR"}, f"Models not prepared in {folder} (missing {', '.join(missing)}): "
-                        "press Prepare Models in the add-on preferences.")
-            return {"CANCELLED"}
         try:
+            folder = operators.prepared_models_dir(context)
             source = open_live_source(settings)
         except CaptureError as err:
-            self.report({"ERROR"}, str(err))
+            self.report({"ERROR"}, operators.user_message(err))
             return {"CANCELLED"}
-        for note in getattr(source, "notes", []):
-            self.report({"WARNING"}, note)
         options = LiveOptions(
             model=context.scene.ddfa_capture.model,
             models_dir=folder,
@@ -421,7 +428,15 @@ class DDFA_OT_live(bpy.types.Operator):
             max_faces=settings.max_faces,
         )
         self._driver = LiveDriver(LiveSession(source, options), operators.captured_object(context))
-        self._driver.start()
+        try:
+            self._driver.start()
+        except CaptureError as err:
+            self._driver = None
+            self.report({"ERROR"}, operators.user_message(err))
+            return {"CANCELLED"}
+        notes = getattr(source, "notes", [])
+        if notes:
+            self.report({"WARNING"}, " ".join(notes))
         wm = context.window_manager
         self._timer = wm.event_timer_add(TIMER_STEP_S, window=context.window)
         self._driver.on_release = lambda: self._released(wm)
@@ -441,7 +456,7 @@ class DDFA_OT_live(bpy.types.Operator):
             self._end(context)
             self.report({"INFO"}, "Live ended (nothing baked)")
             return {"CANCELLED"}
-        if event.type != "TIMER" or event.timer != self._timer:
+        if event.type != "TIMER":  # Blender's events do not say which timer fired
             return {"PASS_THROUGH"}
         try:
             if state.stop_requested:
@@ -450,20 +465,24 @@ class DDFA_OT_live(bpy.types.Operator):
                 if objects:
                     self.report({"INFO"}, f"Recorded {len(driver.last_take.frames())} frames into "
                                 + ", ".join(o.name for o in objects))
+                else:
+                    self.report({"INFO"}, "Live ended (nothing was recorded)")
                 return {"FINISHED"}
             driver.set_recording(state.recording)
             driver.step(context)
         except CaptureError as err:
             driver.cancel(context)
             self._end(context)
-            self.report({"ERROR"}, str(err))
+            self.report({"ERROR"}, operators.user_message(err))
             return {"CANCELLED"}
         except BaseException:
             driver.cancel(context)
             self._end(context)
             raise  # a bug: let Blender print the traceback
-        state.status = _status_line(driver.session)
-        _redraw_sidebars(context)
+        status = _status_line(driver.session)
+        if status != state.status:
+            state.status = status
+            progress.redraw_sidebars(context.window_manager)
         return {"PASS_THROUGH"}
 
     def cancel(self, context):
@@ -475,7 +494,7 @@ class DDFA_OT_live(bpy.types.Operator):
     def _end(self, context) -> None:
         self._released(context.window_manager)
         self._driver = None
-        _redraw_sidebars(context)
+        progress.redraw_sidebars(context.window_manager)
 
     def _released(self, wm) -> None:
         """Remove the timer and clear the panel's state (also from a file load or disable)."""
@@ -495,13 +514,6 @@ def _status_line(session) -> str:
     return f"{stats.fps:.0f} fps, {stats.latency_ms:.0f} ms, {stats.dropped} dropped"
 
 
-def _redraw_sidebars(context) -> None:
-    screen = context.screen
-    for area in screen.areas if screen is not None else ():
-        if area.type == "VIEW_3D":
-            area.tag_redraw()
-
-
 class DDFA_OT_live_record(bpy.types.Operator):
     """Start or end recording the live stream as a take"""
 
@@ -511,12 +523,12 @@ class DDFA_OT_live_record(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        state = getattr(context.window_manager, "ddfa_live", None)
-        return state is not None and state.running
+        return operators.poll_with_reason(cls, _live_stopped(context))
 
     def execute(self, context):
         state = context.window_manager.ddfa_live
         state.recording = not state.recording
+        self.report({"INFO"}, "Recording" if state.recording else "Recording ended (Stop and Bake bakes it)")
         return {"FINISHED"}
 
 
@@ -529,12 +541,16 @@ class DDFA_OT_live_stop(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        state = getattr(context.window_manager, "ddfa_live", None)
-        return state is not None and state.running
+        return operators.poll_with_reason(cls, _live_stopped(context))
 
     def execute(self, context):
-        context.window_manager.ddfa_live.stop_requested = True
+        context.window_manager.ddfa_live.stop_requested = True  # the live operator ends and reports
         return {"FINISHED"}
+
+
+def _live_stopped(context) -> str:
+    state = getattr(context.window_manager, "ddfa_live", None)
+    return "" if state is not None and state.running else "Live is not running"
 
 
 class DDFA_PT_live(bpy.types.Panel):
@@ -543,9 +559,10 @@ class DDFA_PT_live(bpy.types.Panel):
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = "Face Capture"
-    bl_parent_id = "DDFA_PT_capture"
 
     def draw(self, context):
+        from .panel import draw_reason
+
         layout = self.layout
         layout.use_property_split = True
         layout.use_property_decorate = False
@@ -558,9 +575,8 @@ class DDFA_PT_live(bpy.types.Panel):
             column.prop(settings, "video_file")
         else:
             column.prop(settings, "device")
-            row = column.row(align=True)
-            row.prop(settings, "width")
-            row.prop(settings, "height")
+            column.prop(settings, "width")
+            column.prop(settings, "height")
             column.prop(settings, "fps")
         column.prop(settings, "max_faces")
         if not state.running:
@@ -569,6 +585,7 @@ class DDFA_PT_live(bpy.types.Panel):
             row = layout.row()
             row.scale_y = 1.5
             row.operator(DDFA_OT_live.bl_idname, icon="PLAY")
+            draw_reason(layout, live_blocker(context))
             return
         layout.label(text=state.status or "Live", icon="REC" if state.recording else "VIEW_CAMERA")
         row = layout.row(align=True)
@@ -577,6 +594,24 @@ class DDFA_PT_live(bpy.types.Panel):
                      icon="PAUSE" if state.recording else "REC", depress=state.recording)
         row.operator(DDFA_OT_live_stop.bl_idname, text="Stop and Bake", icon="SNAP_FACE")
         layout.label(text="Esc ends live without baking", icon="CANCEL")
+
+
+def live_blocker(context) -> str:
+    """Why Start Live cannot run now ("" when it can)."""
+    if context.scene is None or getattr(context.window_manager, "ddfa_live", None) is None:
+        return "No scene"
+    busy = operators.busy_blocker(context)
+    if busy:
+        return busy
+    settings = context.scene.ddfa_live
+    if settings.source_kind == "FILE":
+        if not settings.video_file:
+            return "Choose a video file above"
+        if not os.path.isfile(bpy.path.abspath(settings.video_file)):
+            return "The video file does not exist"
+    if preferences.missing_models(preferences.models_dir(context)):
+        return "Prepare the models first"
+    return ""
 
 
 CLASSES = (DDFA_LiveSettings, DDFA_LiveState, DDFA_OT_live, DDFA_OT_live_record, DDFA_OT_live_stop, DDFA_PT_live)
@@ -594,12 +629,16 @@ def release_on_load(*_args) -> None:
 
 @bpy.app.handlers.persistent
 def clear_state_on_load(*_args) -> None:
-    """``load_post`` handler: no live session survives a load, whatever the file saved."""
+    """``load_post`` handler: no live session or capture survives a load, whatever the
+    file saved (the window manager's runtime state is saved with it)."""
     for wm in bpy.data.window_managers:
         state = getattr(wm, "ddfa_live", None)
         if state is not None:
             state.running = state.recording = state.stop_requested = False
             state.status = ""
+        job = getattr(wm, "ddfa_job", None)
+        if job is not None:
+            job.running, job.progress, job.label = False, 0.0, ""
 
 
 def release_all() -> None:
@@ -609,7 +648,7 @@ def release_all() -> None:
 
 
 def register() -> None:
-    """Register after :func:`.registration.register` (the panel is a child of its panel)."""
+    """Register after :func:`.registration.register` (its panel comes after the capture panels)."""
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     for owner, name, cls in POINTERS:

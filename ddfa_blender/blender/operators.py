@@ -6,13 +6,18 @@ thread, a window-manager timer drains its progress on the main thread, Esc
 cancels, and only the main thread touches ``bpy`` (the bake, at the end). In
 background mode (no window) ``execute`` runs the same steps synchronously.
 A cancelled or failed capture removes its take file and leaves the scene as it
-was. Heavy modules are imported inside the operators, so enabling the add-on
+was. Every operator ends with one ``self.report``; messages from the pure
+layer that name a command-line fix are reworded for Blender
+(:func:`user_message`). Each operator's ``poll`` says why it is unavailable
+(``poll_message_set``, shown in the button's tooltip) with the same sentence
+the panel prints under the greyed-out button (the ``*_blocker`` functions).
+Heavy modules are imported inside the operators, so enabling the add-on
 stays instant. No ``from __future__ import annotations``: Blender reads the
 property annotations as objects.
 """
 
-import contextlib
 import os
+import re
 import tempfile
 
 import bpy
@@ -24,6 +29,25 @@ from . import bake, preferences, progress, properties, review
 
 TIMER_STEP_S = 0.1
 TAKES_SUBFOLDER = "takes"
+PREPARE_FIX = "press Prepare Models in the add-on's preferences (Edit > Preferences > Add-ons)"
+OFFLINE_FIX = (
+    "connect to the internet and press Prepare Models again, or set Models Folder in the add-on's "
+    "preferences to a folder of models prepared on another machine"
+)
+# A pure-layer fix for command-line users: the clause from here on is replaced in Blender.
+_COMMAND_LINE_FIX = re.compile(r"scripts/|fetch_models|DDFA_|--from|--models")
+
+
+def user_message(err, fix: str = PREPARE_FIX) -> str:
+    """The pure layer's message ``err`` for a Blender user: a trailing fix that names a
+    command line (``python scripts/fetch_models.py ...``, an environment variable) is
+    replaced by ``fix``; other messages are unchanged."""
+    parts = str(err).split(": ")
+    for index, part in enumerate(parts[1:], start=1):
+        if _COMMAND_LINE_FIX.search(part):
+            cause = ": ".join(parts[:index]).rstrip(". ")
+            return f"{cause[:1].upper()}{cause[1:]}: {fix}."
+    return str(err)
 
 
 class _WorkerOperator:
@@ -31,18 +55,29 @@ class _WorkerOperator:
 
     Subclasses define ``label``, ``begin(context) -> work``,
     ``complete(context, result) -> set`` and ``abandon(context)`` (clean-up
-    after a cancel or an error).
+    after a cancel or an error). Every way of ending reports once.
+
+    Modal protocol: the operator keeps the window-manager timer it added and
+    drains the worker's events on each ``TIMER`` event (Blender's
+    ``bpy.types.Event`` does not say which timer fired; draining is cheap, so
+    any timer's tick does). Esc asks the worker to stop; from then on the
+    operator only waits for it to end, and whatever it ends with (even a
+    finished result that raced the key press) is discarded.
     """
 
     label = "Working"
     cancellable = True  # Esc stops the work (it checks should_stop)
     _job = None
     _timer = None
-    _stack = None
     _bar = None
+    _cancel_requested = False
 
     def abandon(self, context) -> None:
         pass
+
+    def message(self, err) -> str:
+        """The one-line report for ``err`` (a ``CaptureError``)."""
+        return user_message(err)
 
     def invoke(self, context, event):
         if bpy.app.background or context.window is None:
@@ -50,34 +85,40 @@ class _WorkerOperator:
         try:
             work = self.begin(context)
         except CaptureError as err:
-            self.report({"ERROR"}, str(err))
+            self.abandon(context)
+            self.report({"ERROR"}, self.message(err))
             return {"CANCELLED"}
         wm = context.window_manager
-        self._stack = contextlib.ExitStack()
-        self._bar = self._stack.enter_context(progress.progress_bar(wm, self.label, self.cancellable))
+        self._bar = progress.ProgressBar(wm, self.label).begin(self.cancellable)
         self._job = progress.WorkerJob(work, (CaptureCancelled,)).start()
         self._timer = wm.event_timer_add(TIMER_STEP_S, window=context.window)
+        self._cancel_requested = False
         wm.modal_handler_add(self)
+        progress.redraw_sidebars(wm)
         return {"RUNNING_MODAL"}
 
     def modal(self, context, event):
         if event.type == "ESC" and event.value == "PRESS" and self.cancellable:
-            self._job.cancel()
-            self._bar.update(message="Cancelling")
+            if not self._cancel_requested:
+                self._cancel_requested = True
+                self._job.cancel()
+                self._bar.update(message="Cancelling")
+                progress.redraw_sidebars(context.window_manager)
             return {"RUNNING_MODAL"}
-        # bpy hands out a new wrapper per access: compare the timers, not the wrappers
-        if event.type != "TIMER" or event.timer != self._timer:
+        if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        for job_event in self._job.poll():
-            if job_event.kind == "progress":
-                self._bar.update(job_event.done, job_event.total, job_event.message)
-            else:
+        events = self._job.poll()
+        for job_event in events:
+            if job_event.kind != "progress":
                 return self._end(context, job_event)
-        _redraw_sidebars(context)
+            if not self._cancel_requested:
+                self._bar.update(job_event.done, job_event.total, job_event.message)
+        if events:
+            progress.redraw_sidebars(context.window_manager)
         return {"PASS_THROUGH"}
 
     def cancel(self, context):
-        """Blender ends the operator (e.g. a file is loaded): stop the worker, clean up."""
+        """Blender ends the operator (a file is loaded, Blender quits): stop the worker, clean up."""
         if self._job is not None:
             self._job.cancel()
             self._job.join()
@@ -85,50 +126,48 @@ class _WorkerOperator:
             self.abandon(context)
 
     def execute(self, context):
+        bar = progress.ProgressBar(context.window_manager, self.label).begin(cancellable=False)
         try:
             work = self.begin(context)
-            with progress.progress_bar(context.window_manager, self.label) as bar:
-                result = progress.run_inline(work, bar.update)
+            result = progress.run_inline(work, bar.update)
+            bar.end()
             return self.complete(context, result)
         except CaptureError as err:
+            bar.end()
             self.abandon(context)
-            self.report({"ERROR"}, str(err))
+            self.report({"ERROR"}, self.message(err))
             return {"CANCELLED"}
         except BaseException:
+            bar.end()
             self.abandon(context)
             raise
 
     def _stop_modal(self, context) -> None:
-        context.window_manager.event_timer_remove(self._timer)
-        self._stack.close()
-        self._job = self._timer = self._stack = self._bar = None
-        _redraw_sidebars(context)
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        self._bar.end()
+        self._job = self._timer = self._bar = None
+        progress.redraw_sidebars(wm)
 
     def _end(self, context, job_event):
         self._job.join()
         self._stop_modal(context)
+        if self._cancel_requested or job_event.kind == "cancelled":
+            self.abandon(context)
+            self.report({"INFO"}, f"{self.label} cancelled")
+            return {"CANCELLED"}
         if job_event.kind == "done":
             try:
                 return self.complete(context, job_event.result)
             except CaptureError as err:
                 self.abandon(context)
-                self.report({"ERROR"}, str(err))
+                self.report({"ERROR"}, self.message(err))
                 return {"CANCELLED"}
         self.abandon(context)
-        if job_event.kind == "cancelled":
-            self.report({"INFO"}, f"{self.label} cancelled")
-            return {"CANCELLED"}
         if isinstance(job_event.error, CaptureError):
-            self.report({"ERROR"}, str(job_event.error))
+            self.report({"ERROR"}, self.message(job_event.error))
             return {"CANCELLED"}
         raise job_event.error  # a bug: let Blender print the traceback
-
-
-def _redraw_sidebars(context) -> None:
-    screen = context.screen
-    for area in screen.areas if screen is not None else ():
-        if area.type == "VIEW_3D":
-            area.tag_redraw()
 
 
 def capture_source(settings) -> str:
@@ -179,8 +218,7 @@ def prepared_models_dir(context) -> str:
     missing = preferences.missing_models(folder)
     if missing:
         raise CaptureError(
-            f"Models not prepared in {folder} (missing {', '.join(missing)}): "
-            "press Prepare Models in the add-on preferences."
+            f"Models not prepared in {folder} (missing {', '.join(missing)}): {PREPARE_FIX}."
         )
     return folder
 
@@ -191,6 +229,69 @@ def captured_object(context):
     if obj is None or not properties.is_registered() or not obj.ddfa_capture.is_capture:
         return None
     return obj
+
+
+def busy_blocker(context) -> str:
+    """Why nothing new can start now ("" when nothing runs): a capture, model
+    preparation or live session is running."""
+    wm = context.window_manager
+    job = getattr(wm, "ddfa_job", None)
+    if job is not None and job.running:
+        return f"{job.title} running (Esc cancels)" if job.cancellable else f"{job.title}: wait for it to end"
+    live = getattr(wm, "ddfa_live", None)
+    if live is not None and live.running:
+        return "Live is running: Stop or Esc first"
+    return ""
+
+
+def capture_blocker(context, replace_active: bool = False) -> str:
+    """Why Capture cannot start now, as the panel prints it ("" when it can)."""
+    if context.scene is None or not properties.is_registered():
+        return "No scene"
+    busy = busy_blocker(context)
+    if busy:
+        return busy
+    settings = context.scene.ddfa_capture
+    if settings.source_kind == "FILE":
+        if not settings.source_file:
+            return "Choose a video file above"
+        if not os.path.isfile(bpy.path.abspath(settings.source_file)):
+            return "The video file does not exist"
+    else:
+        if not settings.source_folder:
+            return "Choose a folder of images above"
+        if not os.path.isdir(bpy.path.abspath(settings.source_folder)):
+            return "The image folder does not exist"
+    if preferences.missing_models(preferences.models_dir(context)):
+        return "Prepare the models first"
+    if replace_active and captured_object(context) is None:
+        return "Select a captured face"
+    return ""
+
+
+def resmooth_blocker(context) -> str:
+    """Why Re-smooth cannot run now ("" when it can)."""
+    obj = captured_object(context)
+    if obj is None:
+        return "Select a captured face"
+    busy = busy_blocker(context)
+    if busy:
+        return busy
+    stored = obj.ddfa_capture
+    if not stored.take_path or not os.path.isfile(bpy.path.abspath(stored.take_path)):
+        return "Take file not found: set Take above"
+    if preferences.missing_models(preferences.models_dir(context)):
+        return "Prepare the models first"
+    return ""
+
+
+def poll_with_reason(cls, reason: str) -> bool:
+    """``poll`` helper: True when ``reason`` is empty, else False with ``reason`` as the
+    tooltip's explanation."""
+    if reason:
+        cls.poll_message_set(reason + ".")
+        return False
+    return True
 
 
 class DDFA_OT_capture(_WorkerOperator, bpy.types.Operator):
@@ -208,11 +309,11 @@ class DDFA_OT_capture(_WorkerOperator, bpy.types.Operator):
     )
 
     _take_path = None
+    _tracks = None
 
     @classmethod
     def poll(cls, context):
-        state = getattr(context.window_manager, "ddfa_job", None)
-        return context.scene is not None and not (state is not None and state.running)
+        return poll_with_reason(cls, capture_blocker(context))
 
     def begin(self, context):
         from ..core.engine import CaptureOptions
@@ -222,6 +323,7 @@ class DDFA_OT_capture(_WorkerOperator, bpy.types.Operator):
         folder = prepared_models_dir(context)
         if self.replace_active and captured_object(context) is None:
             raise CaptureError("Select a captured face to replace, or capture a new one.")
+        self._tracks = parse_tracks(settings.tracks) if settings.max_faces > 1 and not self.replace_active else None
         options = CaptureOptions(
             model=settings.model,
             models_dir=folder,
@@ -235,7 +337,7 @@ class DDFA_OT_capture(_WorkerOperator, bpy.types.Operator):
             if not os.path.isfile(os.path.join(folder, LANDMARKER_FILE)):
                 raise CaptureError(
                     f"The face landmarker ({LANDMARKER_FILE}) is not prepared in {folder}: press "
-                    "Prepare Models in the add-on preferences, or turn off Eyes and Blendshapes."
+                    "Prepare Models in the add-on's preferences, or turn off Capture > Options > Blendshapes."
                 )
             options.channels = make_channels(folder)
         stem = os.path.splitext(os.path.basename(source))[0] or "take"
@@ -262,7 +364,7 @@ class DDFA_OT_capture(_WorkerOperator, bpy.types.Operator):
             track = track if track in take.track_ids() else take.track_ids()[0]
             objects = [bake.bake_take(context.scene, take, track=track, target=target, **options)]
         else:
-            objects = bake.bake_tracks(context.scene, take, tracks=parse_tracks(settings.tracks), **options)
+            objects = bake.bake_tracks(context.scene, take, tracks=self._tracks, **options)
         _select_only(context, objects)
         frames = len(take.frames())
         self.report({"INFO"}, f"Captured {frames} frames into {', '.join(o.name for o in objects)}"
@@ -310,7 +412,7 @@ class DDFA_OT_resmooth(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return captured_object(context) is not None
+        return poll_with_reason(cls, resmooth_blocker(context))
 
     def execute(self, context):
         from ..core.engine import load_face_model
@@ -341,7 +443,7 @@ class DDFA_OT_resmooth(bpy.types.Operator):
                 take_path=stored.take_path,
             )
         except CaptureError as err:
-            self.report({"ERROR"}, str(err))
+            self.report({"ERROR"}, user_message(err))
             return {"CANCELLED"}
         samples, keys = obj[bake.KEY_COUNTS_PROPERTY]
         self.report({"INFO"}, f"Re-smoothed {obj.name}: {keys} keys for {samples} samples" + _flagged_note([obj]))
@@ -354,8 +456,15 @@ class DDFA_OT_prepare_models(_WorkerOperator, bpy.types.Operator):
     bl_idname = "ddfa.prepare_models"
     bl_label = "Prepare Models"
     bl_options = {"REGISTER"}
-    label = "Prepare models"
+    label = "Preparing models"
     cancellable = False  # model setup runs to the end (it leaves no partial files)
+
+    @classmethod
+    def poll(cls, context):
+        return poll_with_reason(cls, busy_blocker(context))
+
+    def message(self, err) -> str:
+        return user_message(f"Could not prepare the models: {err}", OFFLINE_FIX)
 
     def begin(self, context):
         folder = preferences.models_dir(context)

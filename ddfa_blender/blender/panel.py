@@ -1,8 +1,15 @@
-"""The sidebar panel: View3D > Sidebar > Face Capture.
+"""The sidebar panels: View3D > Sidebar > Face Capture.
 
-Capture: source, model, options, smoothing, the Capture button (a progress
-bar and "Esc to cancel" while it runs). Captured Face (when the active object
-is a baked face): its take, its smoothing settings and Re-smooth.
+Face Capture: the models box (until they are prepared), source, model,
+faces, the Capture button (a progress bar and "Esc to cancel" while it
+runs); its sub-panels Options and Smoothing are closed by default. Captured
+Face (when the active object is a baked face): its take, smoothing preset,
+Re-smooth and Capture Again Into This Face, with the smoothing values in a
+closed sub-panel. A greyed-out button always has a line under it saying why
+(the operators' ``*_blocker`` functions, also their tooltips).
+
+Everything reads at the default sidebar width (291 px at 1080p): short
+labels, checkboxes grouped under a heading, one value per row.
 """
 
 import bpy
@@ -12,22 +19,35 @@ from . import operators, preferences, properties, review
 CATEGORY = "Face Capture"
 
 
-def _draw_smoothing(layout, smoothing) -> None:
-    row = layout.row(align=True)
-    row.prop(smoothing, "preset", text="Preset")
+def draw_reason(layout, reason: str) -> None:
+    """A line saying why the button above is greyed out (nothing when it is not)."""
+    if reason:
+        layout.label(text=reason, icon="INFO")
+
+
+def _split(layout):
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+    return layout
+
+
+def _draw_preset(layout, smoothing) -> None:
+    layout.prop(smoothing, "preset")
     if smoothing.preset != "custom" and properties.preset_name(
         properties.read_smoothing(smoothing)
     ) != smoothing.preset:
-        row.label(text="(modified)")
+        layout.label(text="Values edited since the preset", icon="INFO")
+
+
+def _draw_smoothing_values(layout, smoothing) -> None:
     column = layout.column(align=True)
     column.prop(smoothing, "rotation")
     column.prop(smoothing, "translation")
     column.prop(smoothing, "expression")
-    row = layout.row(align=True)
-    row.prop(smoothing, "bridge_gaps")
-    sub = row.row(align=True)
-    sub.active = smoothing.bridge_gaps
-    sub.prop(smoothing, "max_gap", text="Max")
+    layout.prop(smoothing, "bridge_gaps")
+    row = layout.row()
+    row.active = smoothing.bridge_gaps
+    row.prop(smoothing, "max_gap")
     _draw_flagged(layout, smoothing)
 
 
@@ -42,7 +62,7 @@ def _draw_flagged_count(layout, obj) -> None:
     if review.FLAGGED_PROPERTY not in obj:
         return
     flagged = int(obj[review.FLAGGED_PROPERTY])
-    text = f"{flagged} flagged frame{'s' if flagged != 1 else ''}: see the markers" if flagged else "No flagged frames"
+    text = f"{flagged} flagged frame{'s' if flagged != 1 else ''}: see markers" if flagged else "No flagged frames"
     layout.label(text=text, icon="ERROR" if flagged else "CHECKMARK")
 
 
@@ -54,11 +74,15 @@ class DDFA_PT_capture(bpy.types.Panel):
     bl_category = CATEGORY
 
     def draw(self, context):
-        layout = self.layout
-        layout.use_property_split = True
-        layout.use_property_decorate = False
+        layout = _split(self.layout)
         settings = context.scene.ddfa_capture
         job = context.window_manager.ddfa_job
+
+        if preferences.missing_models(preferences.models_dir(context)):
+            box = layout.box().column()
+            box.label(text="Models not prepared", icon="ERROR")
+            box.operator(operators.DDFA_OT_prepare_models.bl_idname, icon="IMPORT")
+            draw_reason(box, operators.busy_blocker(context))
 
         layout.prop(settings, "source_kind", expand=True)
         if settings.source_kind == "FILE":
@@ -67,33 +91,41 @@ class DDFA_PT_capture(bpy.types.Panel):
             layout.prop(settings, "source_folder")
             layout.prop(settings, "sequence_fps")
         layout.prop(settings, "model")
-        layout.prop(settings, "record_eyes")
         layout.prop(settings, "max_faces")
         if settings.max_faces > 1:
             layout.prop(settings, "tracks")
 
+        if job.running:
+            layout.progress(factor=job.progress, type="BAR", text=job.label or job.title)
+            if job.cancellable:
+                layout.label(text="Esc to cancel", icon="CANCEL")
+            return
+        row = layout.row()
+        row.scale_y = 1.5
+        row.operator(operators.DDFA_OT_capture.bl_idname, icon="REC")
+        draw_reason(layout, operators.capture_blocker(context))
+
+
+class DDFA_PT_capture_options(bpy.types.Panel):
+    bl_idname = "DDFA_PT_capture_options"
+    bl_label = "Options"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = CATEGORY
+    bl_parent_id = "DDFA_PT_capture"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = _split(self.layout)
+        settings = context.scene.ddfa_capture
+        layout.column(heading="MediaPipe").prop(settings, "record_eyes")
+        layout.prop(settings, "start_frame")
+        layout.prop(settings, "missing")
         column = layout.column(heading="Bake")
-        column.prop(settings, "start_frame")
-        column.prop(settings, "missing")
         column.prop(settings, "key_camera")
         column.prop(settings, "lean_keys")
         column.prop(settings, "use_footage")
-        column.prop(settings, "take_folder")
-
-        missing = preferences.missing_models(preferences.models_dir(context))
-        if missing:
-            box = layout.box()
-            box.label(text="Models not prepared", icon="ERROR")
-            box.operator("ddfa.prepare_models", icon="IMPORT")
-
-        if job.running:
-            layout.progress(factor=job.progress, type="BAR", text=job.label or "Working")
-            if job.cancellable:
-                layout.label(text="Esc to cancel", icon="CANCEL")
-        else:
-            row = layout.row()
-            row.scale_y = 1.5
-            row.operator(operators.DDFA_OT_capture.bl_idname, icon="REC")
+        layout.prop(settings, "take_folder")
 
 
 class DDFA_PT_capture_smoothing(bpy.types.Panel):
@@ -106,8 +138,10 @@ class DDFA_PT_capture_smoothing(bpy.types.Panel):
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
-        self.layout.use_property_split = True
-        _draw_smoothing(self.layout, context.scene.ddfa_capture.smoothing)
+        layout = _split(self.layout)
+        smoothing = context.scene.ddfa_capture.smoothing
+        _draw_preset(layout, smoothing)
+        _draw_smoothing_values(layout, smoothing)
 
 
 class DDFA_PT_captured_face(bpy.types.Panel):
@@ -122,22 +156,46 @@ class DDFA_PT_captured_face(bpy.types.Panel):
         return operators.captured_object(context) is not None
 
     def draw(self, context):
-        layout = self.layout
-        layout.use_property_split = True
-        layout.use_property_decorate = False
-        stored = operators.captured_object(context).ddfa_capture
+        layout = _split(self.layout)
+        obj = operators.captured_object(context)
+        stored = obj.ddfa_capture
+        layout.label(text=f"{obj.name}, track {stored.track}", icon="OUTLINER_OB_MESH")
         layout.prop(stored, "take_path")
-        layout.label(text=f"Track {stored.track}")
-        _draw_smoothing(layout, stored.smoothing)
-        _draw_flagged_count(layout, operators.captured_object(context))
-        layout.prop(stored, "missing")
-        layout.prop(stored, "lean_keys")
+        _draw_preset(layout, stored.smoothing)
+        _draw_flagged_count(layout, obj)
         row = layout.row()
         row.scale_y = 1.3
         row.operator(operators.DDFA_OT_resmooth.bl_idname, icon="FILE_REFRESH")
+        resmooth_reason = operators.resmooth_blocker(context)
+        draw_reason(layout, resmooth_reason)
         layout.operator(
             operators.DDFA_OT_capture.bl_idname, text="Capture Again Into This Face", icon="REC"
         ).replace_active = True
+        capture_reason = operators.capture_blocker(context, replace_active=True)
+        draw_reason(layout, capture_reason if capture_reason != resmooth_reason else "")
 
 
-CLASSES = (DDFA_PT_capture, DDFA_PT_capture_smoothing, DDFA_PT_captured_face)
+class DDFA_PT_captured_face_smoothing(bpy.types.Panel):
+    bl_idname = "DDFA_PT_captured_face_smoothing"
+    bl_label = "Smoothing and Keys"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = CATEGORY
+    bl_parent_id = "DDFA_PT_captured_face"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = _split(self.layout)
+        stored = operators.captured_object(context).ddfa_capture
+        _draw_smoothing_values(layout, stored.smoothing)
+        layout.prop(stored, "missing")
+        layout.column(heading="Keys").prop(stored, "lean_keys", text="Lean")
+
+
+CLASSES = (
+    DDFA_PT_capture,
+    DDFA_PT_capture_options,
+    DDFA_PT_capture_smoothing,
+    DDFA_PT_captured_face,
+    DDFA_PT_captured_face_smoothing,
+)

@@ -77,13 +77,16 @@ class DDFA_AddonPreferences(bpy.types.AddonPreferences):
         layout.prop(self, "models_dir")
         folder = models_dir(context)
         missing = missing_models(folder)
-        row = layout.row()
-        row.label(
-            text=f"Missing: {', '.join(missing)}" if missing else "Models ready",
-            icon="ERROR" if missing else "CHECKMARK",
-        )
-        row.operator("ddfa.prepare_models", icon="IMPORT")
-        layout.label(text=folder)
+        column = layout.column(align=True)
+        if missing:
+            column.label(text=f"Missing: {', '.join(missing)}", icon="ERROR")
+        else:
+            column.label(text="Models ready", icon="CHECKMARK")
+        column.label(text=f"In {folder}", icon="BLANK1")
+        layout.operator("ddfa.prepare_models", icon="IMPORT")
+        job = getattr(context.window_manager, "ddfa_job", None)
+        if job is not None and job.running:
+            layout.label(text=job.label or job.title, icon="SORTTIME")
         layout.prop(self, "threads")
 
 

@@ -5,13 +5,15 @@
 ``bpy``; everything it reports goes through a queue that the operator's
 window-manager timer drains on the main thread (:meth:`WorkerJob.poll`).
 
-:func:`progress_bar` begins and always ends the window manager's progress
-indicator, and mirrors it in ``WindowManager.ddfa_job`` for the panel.
+:class:`ProgressBar` begins and ends the window manager's progress indicator
+and mirrors it in ``WindowManager.ddfa_job`` for the panel; a modal operator
+spans many calls, so it ends the bar explicitly (:meth:`ProgressBar.end` is
+safe to call twice). :func:`redraw_sidebars` asks Blender to redraw only the
+3D views' sidebars, where the panel is, not the whole viewport.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import queue
 import threading
@@ -81,11 +83,21 @@ def run_inline(work: Callable, on_progress: Callable | None = None):
 
 
 class ProgressBar:
-    """The window manager's progress indicator plus the panel's mirror of it."""
+    """The window manager's progress indicator (0..1) plus the panel's mirror of it."""
 
     def __init__(self, window_manager, label: str):
         self.wm = window_manager
         self.label = label
+        self._running = False
+
+    def begin(self, cancellable: bool = True) -> "ProgressBar":
+        self.wm.progress_begin(0.0, 1.0)
+        self._running = True
+        state = getattr(self.wm, "ddfa_job", None)
+        if state is not None:
+            state.running, state.progress, state.label = True, 0.0, self.label
+            state.title, state.cancellable = self.label, cancellable
+        return self
 
     def update(self, done: int = 0, total: int | None = None, message: str = "") -> None:
         """Show ``done`` of ``total`` (None: unknown) and an optional one-line message."""
@@ -99,18 +111,27 @@ class ProgressBar:
             else:
                 state.label = f"{self.label} {done}/{total}" if total else f"{self.label} {done}"
 
-
-@contextlib.contextmanager
-def progress_bar(window_manager, label: str, cancellable: bool = True):
-    """Begin the progress indicator (0..1) and end it whatever happens."""
-    state = getattr(window_manager, "ddfa_job", None)
-    window_manager.progress_begin(0.0, 1.0)
-    if state is not None:
-        state.running, state.progress, state.label = True, 0.0, label
-        state.cancellable = cancellable
-    try:
-        yield ProgressBar(window_manager, label)
-    finally:
-        window_manager.progress_end()
+    def end(self) -> None:
+        """End the indicator and clear the panel's mirror (a second call does nothing)."""
+        if not self._running:
+            return
+        self._running = False
+        self.wm.progress_end()
+        state = getattr(self.wm, "ddfa_job", None)
         if state is not None:
             state.running, state.progress, state.label = False, 0.0, ""
+
+
+def redraw_sidebars(window_manager) -> None:
+    """Tag the sidebar (``UI`` region) of every 3D view in every window for a redraw.
+
+    Only that region: tagging the whole area redraws the viewport too, which
+    with a dense face mesh costs far more than the panel (a few updates a
+    second instead of ten).
+    """
+    for window in window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                for region in area.regions:
+                    if region.type == "UI":
+                        region.tag_redraw()

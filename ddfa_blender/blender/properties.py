@@ -139,14 +139,14 @@ class DDFA_CaptureSettings(bpy.types.PropertyGroup):
 
     source_kind: EnumProperty(
         name="Source", items=[
-            ("FILE", "Video File", "A video file"),
-            ("SEQUENCE", "Image Sequence", "A folder of numbered images"),
+            ("FILE", "Video", "A video file"),
+            ("SEQUENCE", "Images", "A folder of numbered images (an image sequence)"),
         ], default="FILE",
     )
     source_file: StringProperty(name="Video", subtype="FILE_PATH")
     source_folder: StringProperty(name="Folder", subtype="DIR_PATH")
     sequence_fps: FloatProperty(
-        name="Sequence FPS", description="Frame rate of the image sequence",
+        name="Frame Rate", description="Frame rate of the image sequence, in frames per second",
         default=24.0, min=1.0, max=240.0,
     )
     model: EnumProperty(
@@ -157,8 +157,8 @@ class DDFA_CaptureSettings(bpy.types.PropertyGroup):
     )
     max_faces: IntProperty(name="Faces", description="Faces tracked at once", default=1, min=1, max=8)
     record_eyes: BoolProperty(
-        name="Eyes and Blendshapes",
-        description="Also run MediaPipe's face landmarker: blinks, gaze and its 52 blendshapes "
+        name="Blendshapes",
+        description="Also run MediaPipe's face landmarker: its 52 ARKit blendshapes, blinks and gaze, "
         "for retargeting (capture runs several times slower)",
         default=True,
     )
@@ -181,7 +181,7 @@ class DDFA_CaptureSettings(bpy.types.PropertyGroup):
         default=False,
     )
     use_footage: BoolProperty(
-        name="Footage as Background", description="Show the footage behind the capture camera",
+        name="Show Footage", description="Show the footage behind the capture camera (its background)",
         default=True,
     )
     take_folder: StringProperty(
@@ -216,8 +216,9 @@ class DDFA_JobState(bpy.types.PropertyGroup):
 
     running: BoolProperty(default=False)
     cancellable: BoolProperty(default=True)
+    title: StringProperty(default="", description="What runs (the operator's label)")
     progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")
-    label: StringProperty(default="")
+    label: StringProperty(default="", description="The progress line: counts or the last message")
 
 
 CLASSES = (DDFA_SmoothingProperties, DDFA_CaptureSettings, DDFA_CapturedObject, DDFA_JobState)

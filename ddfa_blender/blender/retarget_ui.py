@@ -18,6 +18,7 @@ annotations as objects.
 """
 
 import os
+import textwrap
 
 import bpy
 from bpy.props import (
@@ -36,6 +37,7 @@ from ..core.errors import CaptureError
 from . import retarget
 
 CATEGORY = "Face Capture"
+CHAR_WIDTH_PX = 7  # about the width of a character of Blender's interface font at 1x scale
 EXPRESSION_SCALE_PROPERTY = "ddfa_expression_scale"
 
 
@@ -160,8 +162,9 @@ class DDFA_OT_retarget(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        settings = context.scene.ddfa_retarget
-        return settings.source_face is not None and settings.avatar is not None
+        from .operators import poll_with_reason
+
+        return poll_with_reason(cls, retarget_blocker(context))
 
     def execute(self, context):
         from ..core.retarget import default_mapping
@@ -202,9 +205,11 @@ class DDFA_OT_retarget(bpy.types.Operator):
             return {"CANCELLED"}
         lines = result.report.lines()
         settings.report = "\n".join(lines[1:])
-        self.report({"INFO"}, f"Retargeted onto {settings.avatar.name}: {lines[0]}")
-        if len(lines) > 1:
-            self.report({"WARNING"}, "; ".join(lines[1:]))
+        summary = f"Retarget onto {settings.avatar.name}: {lines[0]}"
+        if len(lines) > 1:  # one report: the summary and what was not matched
+            self.report({"WARNING"}, f"{summary}; {'; '.join(lines[1:])}")
+        else:
+            self.report({"INFO"}, summary)
         return {"FINISHED"}
 
 
@@ -308,6 +313,14 @@ class DDFA_OT_export_animation(bpy.types.Operator, ExportHelper):
         ("captured", "Captured Face", "The captured BFM face mesh"),
     ], default="avatar")
 
+    @classmethod
+    def poll(cls, context):
+        from .operators import poll_with_reason
+
+        settings = context.scene.ddfa_retarget
+        ready = settings.avatar is not None or settings.source_face is not None
+        return poll_with_reason(cls, "" if ready else "Choose an avatar or a captured face")
+
     def check(self, context):
         self.filename_ext = retarget.EXPORT_FORMATS[self.file_format]
         return super().check(context)
@@ -343,6 +356,13 @@ class DDFA_OT_export_channels(bpy.types.Operator, ExportHelper):
         ("CSV", "Channels CSV", "Every channel of the take as a CSV table"),
         ("JSON", "Channels JSON", "Every channel of the take as JSON"),
     ], default="LIVE_LINK")
+
+    @classmethod
+    def poll(cls, context):
+        from .operators import poll_with_reason
+
+        ready = context.scene.ddfa_retarget.source_face is not None
+        return poll_with_reason(cls, "" if ready else "Choose a captured face")
 
     def check(self, context):
         self.filename_ext = ".json" if self.file_format == "JSON" else ".csv"
@@ -398,39 +418,89 @@ class DDFA_UL_mapping(bpy.types.UIList):
         sub.prop(item, "gain", text="")
 
 
+def retarget_blocker(context) -> str:
+    """Why Retarget cannot run now ("" when it can)."""
+    settings = context.scene.ddfa_retarget
+    if settings.source_face is None:
+        return "Choose a captured face"
+    if settings.avatar is None:
+        return "Choose an avatar mesh"
+    from .operators import busy_blocker
+
+    return busy_blocker(context)
+
+
+def _split(layout):
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+    return layout
+
+
 class DDFA_PT_retarget(bpy.types.Panel):
     bl_idname = "DDFA_PT_retarget"
     bl_label = "Retarget"
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = CATEGORY
+
+    def draw(self, context):
+        from .panel import draw_reason
+
+        layout = _split(self.layout)
+        settings = context.scene.ddfa_retarget
+        layout.prop(settings, "source_face", text="Face")
+        layout.prop(settings, "avatar")
+        layout.prop(settings, "mode")
+        layout.prop(settings, "eyes")
+        row = layout.row()
+        row.scale_y = 1.4
+        row.operator(DDFA_OT_retarget.bl_idname, icon="ARMATURE_DATA")
+        draw_reason(layout, retarget_blocker(context))
+        if settings.report:
+            box = layout.box().column(align=True)
+            box.label(text="Not matched", icon="INFO")
+            scale = context.preferences.system.ui_scale
+            width = max(20, int((context.region.width - 30 * scale) / (CHAR_WIDTH_PX * scale)))
+            for line in settings.report.splitlines():
+                for part in textwrap.wrap(line, width, subsequent_indent="  "):
+                    box.label(text=part)
+
+
+class DDFA_PT_retarget_head(bpy.types.Panel):
+    bl_idname = "DDFA_PT_retarget_head"
+    bl_label = "Head"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = CATEGORY
+    bl_parent_id = "DDFA_PT_retarget"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = _split(self.layout)
+        settings = context.scene.ddfa_retarget
+        layout.prop(settings, "head_mode", text="Rotate")
+        column = layout.column()
+        column.active = settings.head_mode != "none"
+        column.prop(settings, "head_object", text="Object")
+        head = settings.head_object
+        if settings.head_mode == "bone" and head is not None and head.type == "ARMATURE":
+            column.prop_search(settings, "head_bone", head.data, "bones")
+        column.prop(settings, "axis_correction", text="Axis Fix")
+        column.prop(settings, "head_reference")
+
+
+class DDFA_PT_retarget_mapping(bpy.types.Panel):
+    bl_idname = "DDFA_PT_retarget_mapping"
+    bl_label = "Mapping"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = CATEGORY
+    bl_parent_id = "DDFA_PT_retarget"
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
         layout = self.layout
         settings = context.scene.ddfa_retarget
-        column = layout.column()
-        column.use_property_split = True
-        column.use_property_decorate = False
-        column.prop(settings, "source_face")
-        column.prop(settings, "avatar")
-        column.prop(settings, "mode")
-        column.prop(settings, "eyes")
-        column.prop(settings, "head_mode")
-        if settings.head_mode != "none":
-            column.prop(settings, "head_object")
-            head = settings.head_object
-            if settings.head_mode == "bone" and head is not None and head.type == "ARMATURE":
-                column.prop_search(settings, "head_bone", head.data, "bones")
-            column.prop(settings, "axis_correction")
-            column.prop(settings, "head_reference")
-        column.prop(settings, "use_neutral_range")
-        if settings.use_neutral_range:
-            row = column.row(align=True)
-            row.prop(settings, "neutral_first")
-            row.prop(settings, "neutral_last")
-
-        layout.label(text="Mapping")
         row = layout.row()
         row.template_list("DDFA_UL_mapping", "", settings, "rows", settings, "active_row", rows=6)
         side = row.column(align=True)
@@ -438,28 +508,36 @@ class DDFA_PT_retarget(bpy.types.Panel):
         side.operator(DDFA_OT_mapping_add.bl_idname, text="", icon="REMOVE").remove = True
         if 0 <= settings.active_row < len(settings.rows):
             item = settings.rows[settings.active_row]
-            box = layout.box().column(align=True)
-            box.prop(item, "offset")
-            row = box.row(align=True)
-            row.prop(item, "clamp_min")
-            row.prop(item, "clamp_max")
-            box.prop(item, "curve")
+            column = _split(layout.column(align=True))
+            column.prop(item, "offset")
+            column.prop(item, "clamp_min")
+            column.prop(item, "clamp_max")
+            column.prop(item, "curve")
         row = layout.row(align=True)
-        row.operator(DDFA_OT_mapping_reset.bl_idname, icon="FILE_REFRESH")
+        row.operator(DDFA_OT_mapping_reset.bl_idname, text="Default", icon="FILE_REFRESH")
         row.operator(DDFA_OT_mapping_load.bl_idname, text="Load", icon="FILEBROWSER")
         row.operator(DDFA_OT_mapping_save.bl_idname, text="Save", icon="FILE_TICK")
+        column = _split(layout.column(heading="Neutral"))
+        column.prop(settings, "use_neutral_range", text="Frame Range")
+        sub = column.column(align=True)
+        sub.active = settings.use_neutral_range
+        sub.prop(settings, "neutral_first")
+        sub.prop(settings, "neutral_last")
 
-        row = layout.row()
-        row.scale_y = 1.4
-        row.operator(DDFA_OT_retarget.bl_idname, icon="ARMATURE_DATA")
-        if settings.report:
-            box = layout.box()
-            box.label(text="Not matched", icon="INFO")
-            for line in settings.report.splitlines():
-                box.label(text=line)
-        row = layout.row(align=True)
-        row.operator(DDFA_OT_export_animation.bl_idname, icon="EXPORT")
-        row.operator(DDFA_OT_export_channels.bl_idname, icon="TEXT")
+
+class DDFA_PT_retarget_export(bpy.types.Panel):
+    bl_idname = "DDFA_PT_retarget_export"
+    bl_label = "Export"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = CATEGORY
+    bl_parent_id = "DDFA_PT_retarget"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        column = self.layout.column(align=True)
+        column.operator(DDFA_OT_export_animation.bl_idname, text="Animation (glTF, FBX)", icon="EXPORT")
+        column.operator(DDFA_OT_export_channels.bl_idname, text="Channels (CSV, JSON)", icon="TEXT")
 
 
 CLASSES = (
@@ -474,6 +552,9 @@ CLASSES = (
     DDFA_OT_export_channels,
     DDFA_UL_mapping,
     DDFA_PT_retarget,
+    DDFA_PT_retarget_head,
+    DDFA_PT_retarget_mapping,
+    DDFA_PT_retarget_export,
 )
 
 
