@@ -368,3 +368,25 @@ def test_only_the_chosen_tracks_are_baked(tmp_path, synthetic_models):
     with pytest.raises(CaptureError, match="track numbers"):
         parse_tracks("first")
     assert not (tmp_path / "bad.blend").exists()
+
+
+def test_a_failed_multi_face_bake_leaves_no_markers_behind(synthetic_models, monkeypatch):
+    """The first face's flagged-frame markers go with it when the second face fails."""
+    scene = bpy.context.scene
+    scene.timeline_markers.new("user marker", frame=3)
+    take = synthetic_take(n=20, tracks=2, source="/x/two.mp4")
+    take.confidence[(take.track == 0) & (take.frame >= 5) & (take.frame < 8)] = 0.05  # flagged on face 0
+    real_bake = bake.bake_take
+    marked = []
+
+    def second_fails(scene, take, **options):
+        if options["track"] == 1:
+            marked.extend(m.name for m in scene.timeline_markers)
+            raise CaptureError("Track 1 cannot be baked.")
+        return real_bake(scene, take, **options)
+
+    monkeypatch.setattr(bake, "bake_take", second_fails)
+    with pytest.raises(CaptureError):
+        bake.bake_tracks(scene, take, face_model=synthetic_face_model())
+    assert any("flagged" in name for name in marked)  # face 0 had marked its flagged frames
+    assert [(m.name, m.frame) for m in scene.timeline_markers] == [("user marker", 3)]

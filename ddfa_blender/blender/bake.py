@@ -338,13 +338,15 @@ def restore_scene_settings(scene, values) -> None:
 @contextlib.contextmanager
 def removed_on_error(scene):
     """If the block raises: remove the objects, meshes, cameras, actions and clips it
-    created and put the scene's timing, resolution, camera and clip back."""
+    created and put the scene's timing, resolution, camera, clip and timeline
+    markers back."""
     collections = (
         bpy.data.objects, bpy.data.meshes, bpy.data.cameras, bpy.data.actions, bpy.data.movieclips,
         bpy.data.images,
     )
     before = {id_data.as_pointer() for collection in collections for id_data in collection}
     settings = scene_settings(scene)
+    markers = [(m.name, m.frame) for m in scene.timeline_markers]
     try:
         yield
     except BaseException:
@@ -352,6 +354,9 @@ def removed_on_error(scene):
             for id_data in [i for i in collection if i.as_pointer() not in before]:
                 collection.remove(id_data)
         restore_scene_settings(scene, settings)
+        scene.timeline_markers.clear()
+        for name, frame in markers:
+            scene.timeline_markers.new(name, frame=frame)
         raise
 
 
