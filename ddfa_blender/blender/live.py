@@ -570,7 +570,7 @@ class DDFA_PT_live(bpy.types.Panel):
         state = context.window_manager.ddfa_live
         column = layout.column()
         column.enabled = not state.running
-        column.prop(settings, "source_kind", expand=True)
+        column.row().prop(settings, "source_kind", expand=True)
         if settings.source_kind == "FILE":
             column.prop(settings, "video_file")
         else:

@@ -35,7 +35,7 @@ OFFLINE_FIX = (
     "preferences to a folder of models prepared on another machine"
 )
 # A pure-layer fix for command-line users: the clause from here on is replaced in Blender.
-_COMMAND_LINE_FIX = re.compile(r"scripts/|fetch_models|DDFA_|--from|--models")
+_COMMAND_LINE_FIX = re.compile(r"\bscripts/|fetch_models\.py|\bDDFA_[A-Z_]+|--from\b|--models\b")
 
 
 def user_message(err, fix: str = PREPARE_FIX) -> str:
