@@ -31,23 +31,28 @@ TIMER_STEP_S = 0.1
 TAKES_SUBFOLDER = "takes"
 PREPARE_FIX = "press Prepare Models in the add-on's preferences (Edit > Preferences > Add-ons)"
 OFFLINE_FIX = (
-    "connect to the internet and press Prepare Models again, or set Models Folder in the add-on's "
-    "preferences to a folder of models prepared on another machine"
+    "connect to the internet and press Prepare Models again, or set Models Folder (add-on "
+    "preferences) to models prepared on another machine"
 )
 # A pure-layer fix for command-line users: the clause from here on is replaced in Blender.
 _COMMAND_LINE_FIX = re.compile(r"\bscripts/|fetch_models\.py|\bDDFA_[A-Z_]+|--from\b|--models\b")
+# Long details a pop-up has no room for: a download's URL, urllib's wrapping of the reason.
+_DETAILS = ((re.compile(r" from https?://\S+"), ""), (re.compile(r"<urlopen error (?:\[Errno -?\d+\] )?([^>]*)>"), r"\1"))
 
 
 def user_message(err, fix: str = PREPARE_FIX) -> str:
-    """The pure layer's message ``err`` for a Blender user: a trailing fix that names a
-    command line (``python scripts/fetch_models.py ...``, an environment variable) is
-    replaced by ``fix``; other messages are unchanged."""
-    parts = str(err).split(": ")
+    """The pure layer's message ``err`` for a Blender user, one line that fits a pop-up: a
+    trailing fix that names a command line (``python scripts/fetch_models.py ...``, an
+    environment variable) is replaced by ``fix``, and a download's URL is left out."""
+    message = str(err)
+    for pattern, replacement in _DETAILS:
+        message = pattern.sub(replacement, message)
+    parts = message.split(": ")
     for index, part in enumerate(parts[1:], start=1):
         if _COMMAND_LINE_FIX.search(part):
             cause = ": ".join(parts[:index]).rstrip(". ")
             return f"{cause[:1].upper()}{cause[1:]}: {fix}."
-    return str(err)
+    return message
 
 
 class _WorkerOperator:
