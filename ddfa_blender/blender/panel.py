@@ -5,8 +5,10 @@ faces, the Capture button (a progress bar and "Esc to cancel" while it
 runs); its sub-panels Options and Smoothing are closed by default. Captured
 Face (when the active object is a baked face): its take, smoothing preset,
 Re-smooth and Capture Again Into This Face, with the smoothing values in a
-closed sub-panel. A greyed-out button always has a line under it saying why
-(the operators' ``*_blocker`` functions, also their tooltips).
+closed sub-panel. Sub-panels are layout panels (:func:`sub_panel`) whose
+open state is ``WindowManager.ddfa_panels``. A greyed-out button always has
+a line under it saying why (the operators' ``*_blocker`` functions, also
+their tooltips).
 
 Everything reads at the default sidebar width (291 px at 1080p): short
 labels, checkboxes grouped under a heading, one value per row.
@@ -66,6 +68,14 @@ def _draw_flagged_count(layout, obj) -> None:
     layout.label(text=text, icon="ERROR" if flagged else "CHECKMARK")
 
 
+def sub_panel(layout, context, name: str, label: str):
+    """A closed-by-default sub-panel inside a panel (a layout panel whose open state is
+    ``WindowManager.ddfa_panels.<name>``): its body layout, or None while it is closed."""
+    header, body = layout.panel_prop(context.window_manager.ddfa_panels, name)
+    header.label(text=label)
+    return _split(body) if body is not None else None
+
+
 class DDFA_PT_capture(bpy.types.Panel):
     bl_idname = "DDFA_PT_capture"
     bl_label = "Face Capture"
@@ -99,49 +109,26 @@ class DDFA_PT_capture(bpy.types.Panel):
             layout.progress(factor=job.progress, type="BAR", text=job.label or job.title)
             if job.cancellable:
                 layout.label(text="Esc to cancel", icon="CANCEL")
-            return
-        row = layout.row()
-        row.scale_y = 1.5
-        row.operator(operators.DDFA_OT_capture.bl_idname, icon="REC")
-        draw_reason(layout, operators.capture_blocker(context))
+        else:
+            row = layout.row()
+            row.scale_y = 1.5
+            row.operator(operators.DDFA_OT_capture.bl_idname, icon="REC")
+            draw_reason(layout, operators.capture_blocker(context))
 
-
-class DDFA_PT_capture_options(bpy.types.Panel):
-    bl_idname = "DDFA_PT_capture_options"
-    bl_label = "Options"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = CATEGORY
-    bl_parent_id = "DDFA_PT_capture"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        layout = _split(self.layout)
-        settings = context.scene.ddfa_capture
-        layout.column(heading="MediaPipe").prop(settings, "record_eyes")
-        layout.prop(settings, "start_frame")
-        layout.prop(settings, "missing")
-        column = layout.column(heading="Bake")
-        column.prop(settings, "key_camera")
-        column.prop(settings, "lean_keys")
-        column.prop(settings, "use_footage")
-        layout.prop(settings, "take_folder")
-
-
-class DDFA_PT_capture_smoothing(bpy.types.Panel):
-    bl_idname = "DDFA_PT_capture_smoothing"
-    bl_label = "Smoothing"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = CATEGORY
-    bl_parent_id = "DDFA_PT_capture"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        layout = _split(self.layout)
-        smoothing = context.scene.ddfa_capture.smoothing
-        _draw_preset(layout, smoothing)
-        _draw_smoothing_values(layout, smoothing)
+        body = sub_panel(layout, context, "capture_options", "Options")
+        if body is not None:
+            body.column(heading="MediaPipe").prop(settings, "record_eyes")
+            body.prop(settings, "start_frame")
+            body.prop(settings, "missing")
+            column = body.column(heading="Bake")
+            column.prop(settings, "key_camera")
+            column.prop(settings, "lean_keys")
+            column.prop(settings, "use_footage")
+            body.prop(settings, "take_folder")
+        body = sub_panel(layout, context, "capture_smoothing", "Smoothing")
+        if body is not None:
+            _draw_preset(body, settings.smoothing)
+            _draw_smoothing_values(body, settings.smoothing)
 
 
 class DDFA_PT_captured_face(bpy.types.Panel):
@@ -174,28 +161,11 @@ class DDFA_PT_captured_face(bpy.types.Panel):
         capture_reason = operators.capture_blocker(context, replace_active=True)
         draw_reason(layout, capture_reason if capture_reason != resmooth_reason else "")
 
-
-class DDFA_PT_captured_face_smoothing(bpy.types.Panel):
-    bl_idname = "DDFA_PT_captured_face_smoothing"
-    bl_label = "Smoothing and Keys"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = CATEGORY
-    bl_parent_id = "DDFA_PT_captured_face"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        layout = _split(self.layout)
-        stored = operators.captured_object(context).ddfa_capture
-        _draw_smoothing_values(layout, stored.smoothing)
-        layout.prop(stored, "missing")
-        layout.column(heading="Keys").prop(stored, "lean_keys", text="Lean")
+        body = sub_panel(layout, context, "face_smoothing", "Smoothing and Keys")
+        if body is not None:
+            _draw_smoothing_values(body, stored.smoothing)
+            body.prop(stored, "missing")
+            body.column(heading="Keys").prop(stored, "lean_keys", text="Lean")
 
 
-CLASSES = (
-    DDFA_PT_capture,
-    DDFA_PT_capture_options,
-    DDFA_PT_capture_smoothing,
-    DDFA_PT_captured_face,
-    DDFA_PT_captured_face_smoothing,
-)
+CLASSES = (DDFA_PT_capture, DDFA_PT_captured_face)

@@ -6,6 +6,7 @@
   bake it again from its take file: the take path, track, bake options and
   the smoothing settings (edited in the panel, applied by Re-smooth).
 * ``WindowManager.ddfa_job``: the progress of the running capture (runtime).
+* ``WindowManager.ddfa_panels``: which sidebar sub-panels are open.
 
 The smoothing group mirrors :class:`..core.smoothing.SmoothingSettings` field
 by field (same names and meaning: seconds of Gaussian sigma per channel
@@ -221,11 +222,24 @@ class DDFA_JobState(bpy.types.PropertyGroup):
     label: StringProperty(default="", description="The progress line: counts or the last message")
 
 
-CLASSES = (DDFA_SmoothingProperties, DDFA_CaptureSettings, DDFA_CapturedObject, DDFA_JobState)
+class DDFA_PanelState(bpy.types.PropertyGroup):
+    """Which sub-panels of the sidebar are open (``WindowManager.ddfa_panels``; all
+    closed by default: they hold what is changed less often)."""
+
+    capture_options: BoolProperty(name="Options", default=False)
+    capture_smoothing: BoolProperty(name="Smoothing", default=False)
+    face_smoothing: BoolProperty(name="Smoothing and Keys", default=False)
+    retarget_head: BoolProperty(name="Head", default=False)
+    retarget_mapping: BoolProperty(name="Mapping", default=False)
+    retarget_export: BoolProperty(name="Export", default=False)
+
+
+CLASSES = (DDFA_SmoothingProperties, DDFA_CaptureSettings, DDFA_CapturedObject, DDFA_JobState, DDFA_PanelState)
 POINTERS = (
     (bpy.types.Scene, "ddfa_capture", DDFA_CaptureSettings),
     (bpy.types.Object, "ddfa_capture", DDFA_CapturedObject),
     (bpy.types.WindowManager, "ddfa_job", DDFA_JobState),
+    (bpy.types.WindowManager, "ddfa_panels", DDFA_PanelState),
 )
 
 

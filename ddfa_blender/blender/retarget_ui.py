@@ -405,17 +405,19 @@ class DDFA_OT_export_channels(bpy.types.Operator, ExportHelper):
 
 
 class DDFA_UL_mapping(bpy.types.UIList):
-    """Mapping rows: enabled, source -> target, gain."""
+    """Mapping rows, one line each so they read in the sidebar: enabled, then the channel
+    (``source -> target`` when they differ) and the gain when it is not 1; the active
+    row's fields are edited under the list."""
 
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
         row = layout.row(align=True)
         row.prop(item, "enabled", text="")
         sub = row.row(align=True)
         sub.active = item.enabled
-        sub.prop(item, "source", text="", emboss=False)
-        sub.label(text="", icon="FORWARD")
-        sub.prop(item, "target", text="", emboss=False)
-        sub.prop(item, "gain", text="")
+        text = item.source if item.target in ("", item.source) else f"{item.source} \u2192 {item.target}"
+        if abs(item.gain - 1.0) > 1e-6:
+            text += f"  \u00d7{item.gain:g}"
+        sub.label(text=text)
 
 
 def retarget_blocker(context) -> str:
@@ -444,7 +446,7 @@ class DDFA_PT_retarget(bpy.types.Panel):
     bl_category = CATEGORY
 
     def draw(self, context):
-        from .panel import draw_reason
+        from .panel import draw_reason, sub_panel
 
         layout = _split(self.layout)
         settings = context.scene.ddfa_retarget
@@ -465,79 +467,58 @@ class DDFA_PT_retarget(bpy.types.Panel):
                 for part in textwrap.wrap(line, width, subsequent_indent="  "):
                     box.label(text=part)
 
-
-class DDFA_PT_retarget_head(bpy.types.Panel):
-    bl_idname = "DDFA_PT_retarget_head"
-    bl_label = "Head"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = CATEGORY
-    bl_parent_id = "DDFA_PT_retarget"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        layout = _split(self.layout)
-        settings = context.scene.ddfa_retarget
-        layout.prop(settings, "head_mode", text="Rotate")
-        column = layout.column()
-        column.active = settings.head_mode != "none"
-        column.prop(settings, "head_object", text="Object")
-        head = settings.head_object
-        if settings.head_mode == "bone" and head is not None and head.type == "ARMATURE":
-            column.prop_search(settings, "head_bone", head.data, "bones")
-        column.prop(settings, "axis_correction", text="Axis Fix")
-        column.prop(settings, "head_reference")
+        body = sub_panel(layout, context, "retarget_head", "Head")
+        if body is not None:
+            _draw_head(body, settings)
+        body = sub_panel(layout, context, "retarget_mapping", "Mapping")
+        if body is not None:
+            _draw_mapping(body, settings)
+        body = sub_panel(layout, context, "retarget_export", "Export")
+        if body is not None:
+            column = body.column(align=True)
+            column.operator(DDFA_OT_export_animation.bl_idname, text="Animation (glTF, FBX)", icon="EXPORT")
+            column.operator(DDFA_OT_export_channels.bl_idname, text="Channels (CSV, JSON)", icon="TEXT")
 
 
-class DDFA_PT_retarget_mapping(bpy.types.Panel):
-    bl_idname = "DDFA_PT_retarget_mapping"
-    bl_label = "Mapping"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = CATEGORY
-    bl_parent_id = "DDFA_PT_retarget"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        layout = self.layout
-        settings = context.scene.ddfa_retarget
-        row = layout.row()
-        row.template_list("DDFA_UL_mapping", "", settings, "rows", settings, "active_row", rows=6)
-        side = row.column(align=True)
-        side.operator(DDFA_OT_mapping_add.bl_idname, text="", icon="ADD")
-        side.operator(DDFA_OT_mapping_add.bl_idname, text="", icon="REMOVE").remove = True
-        if 0 <= settings.active_row < len(settings.rows):
-            item = settings.rows[settings.active_row]
-            column = _split(layout.column(align=True))
-            column.prop(item, "offset")
-            column.prop(item, "clamp_min")
-            column.prop(item, "clamp_max")
-            column.prop(item, "curve")
-        row = layout.row(align=True)
-        row.operator(DDFA_OT_mapping_reset.bl_idname, text="Default", icon="FILE_REFRESH")
-        row.operator(DDFA_OT_mapping_load.bl_idname, text="Load", icon="FILEBROWSER")
-        row.operator(DDFA_OT_mapping_save.bl_idname, text="Save", icon="FILE_TICK")
-        column = _split(layout.column(heading="Neutral"))
-        column.prop(settings, "use_neutral_range", text="Frame Range")
-        sub = column.column(align=True)
-        sub.active = settings.use_neutral_range
-        sub.prop(settings, "neutral_first")
-        sub.prop(settings, "neutral_last")
+def _draw_head(layout, settings) -> None:
+    layout.prop(settings, "head_mode", text="Rotate")
+    column = layout.column()
+    column.active = settings.head_mode != "none"
+    column.prop(settings, "head_object", text="Object")
+    head = settings.head_object
+    if settings.head_mode == "bone" and head is not None and head.type == "ARMATURE":
+        column.prop_search(settings, "head_bone", head.data, "bones")
+    column.prop(settings, "axis_correction", text="Axis Fix")
+    column.prop(settings, "head_reference")
 
 
-class DDFA_PT_retarget_export(bpy.types.Panel):
-    bl_idname = "DDFA_PT_retarget_export"
-    bl_label = "Export"
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = CATEGORY
-    bl_parent_id = "DDFA_PT_retarget"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        column = self.layout.column(align=True)
-        column.operator(DDFA_OT_export_animation.bl_idname, text="Animation (glTF, FBX)", icon="EXPORT")
-        column.operator(DDFA_OT_export_channels.bl_idname, text="Channels (CSV, JSON)", icon="TEXT")
+def _draw_mapping(layout, settings) -> None:
+    layout.use_property_split = False
+    row = layout.row()
+    row.template_list("DDFA_UL_mapping", "", settings, "rows", settings, "active_row", rows=6)
+    side = row.column(align=True)
+    side.operator(DDFA_OT_mapping_add.bl_idname, text="", icon="ADD")
+    side.operator(DDFA_OT_mapping_add.bl_idname, text="", icon="REMOVE").remove = True
+    if 0 <= settings.active_row < len(settings.rows):
+        item = settings.rows[settings.active_row]
+        column = _split(layout.column(align=True))
+        column.prop(item, "source")
+        column.prop(item, "target")
+        column.prop(item, "gain")
+        column.prop(item, "offset")
+        column.prop(item, "clamp_min")
+        column.prop(item, "clamp_max")
+        column.prop(item, "curve")
+    row = layout.row(align=True)
+    row.operator(DDFA_OT_mapping_reset.bl_idname, text="Default", icon="FILE_REFRESH")
+    row.operator(DDFA_OT_mapping_load.bl_idname, text="Load", icon="FILEBROWSER")
+    row.operator(DDFA_OT_mapping_save.bl_idname, text="Save", icon="FILE_TICK")
+    column = _split(layout.column(heading="Neutral"))
+    column.prop(settings, "use_neutral_range", text="Frame Range")
+    sub = column.column(align=True)
+    sub.active = settings.use_neutral_range
+    sub.prop(settings, "neutral_first")
+    sub.prop(settings, "neutral_last")
 
 
 CLASSES = (
@@ -552,9 +533,6 @@ CLASSES = (
     DDFA_OT_export_channels,
     DDFA_UL_mapping,
     DDFA_PT_retarget,
-    DDFA_PT_retarget_head,
-    DDFA_PT_retarget_mapping,
-    DDFA_PT_retarget_export,
 )
 
 
