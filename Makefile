@@ -16,7 +16,7 @@ LOCKS     := requirements.lock requirements-dev.lock scripts/make_venv.py
 SHARED    ?= ../shared
 INPUT     ?= $(SHARED)/data/video/obama.mp4
 
-.PHONY: demo test extension bench models clean train-venv test-train bench-adapt ffmpeg
+.PHONY: demo test test-gui extension bench models clean train-venv test-train bench-adapt ffmpeg
 
 $(VENV)/.installed: $(LOCKS)
 	$(BOOTSTRAP) scripts/make_venv.py $(VENV) --python 3.11
@@ -81,6 +81,23 @@ extension: $(VENV)/.installed $(VENV313)/.installed
 extension-debian: $(VENV313)/.installed
 	$(PY313) scripts/build_extension.py --python 3.13 --blender-min 4.2.0 --platform linux-x64 --out dist
 	$(PY313) scripts/build_extension.py --python 3.14 --blender-min 4.2.0 --platform linux-x64 --out dist
+
+# The add-on in real Blender windows (tests/gui): Debian's Blender 4.3.2 (Python 3.13) and
+# 5.2.2 LTS (Python 3.14), each in a chroot under Xvfb (../shared/tools/real_blender; the
+# tests build or check the chroots, about 1.5 GB and a few minutes each the first time), the
+# linux zip for its Python installed with Blender's own command, then driven with real input.
+# Needs root. GUI_BLENDERS picks (default both); GUI_DOCS=1 refreshes docs/gui_*.png.
+GUI_BLENDERS ?= 4.3 5.2
+GUI_ZIPS     := build/gui/zips
+GUI_PYTHONS   = $(subst 5.2,3.14,$(subst 4.3,3.13,$(GUI_BLENDERS)))
+test-gui: $(VENV)/.installed $(VENV313)/.installed
+	rm -rf $(GUI_ZIPS)
+	for python in $(GUI_PYTHONS); do \
+		$(PY313) scripts/build_extension.py --python $$python --blender-min 4.2.0 --platform linux-x64 \
+			--out $(GUI_ZIPS) || exit 1; \
+	done
+	DDFA_GUI=1 DDFA_GUI_ZIPS=$(GUI_ZIPS) DDFA_GUI_BLENDERS="$(GUI_BLENDERS)" DDFA_GUI_DOCS=$(GUI_DOCS) \
+		$(PY) -m pytest -q tests/gui
 
 bench: models/.ready $(VENV)/.installed ffmpeg
 	$(PY) benchmarks/bench_capture.py
