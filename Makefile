@@ -106,6 +106,7 @@ bench: models/.ready $(VENV)/.installed ffmpeg
 	$(PY) benchmarks/bench_live.py
 	$(PY) benchmarks/bench_memory.py
 	$(PY) benchmarks/bench_accuracy.py
+	$(PY) benchmarks/bench_fidelity.py
 
 clean:
 	rm -rf $(VENV) $(VENV313) $(TRAIN_VENV) models out dist
