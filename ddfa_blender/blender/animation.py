@@ -27,6 +27,12 @@ _LINEAR = _KEYFRAME["interpolation"].enum_items["LINEAR"].value
 _BEZIER = _KEYFRAME["interpolation"].enum_items["BEZIER"].value
 _CONSTANT = _KEYFRAME["interpolation"].enum_items["CONSTANT"].value
 _FREE = _KEYFRAME["handle_left_type"].enum_items["FREE"].value
+# A channelbag's fcurves.new() takes group_name from Blender 5.0 on (4.4 and 4.5: no).
+_CHANNELBAG_FCURVES = getattr(bpy.types, "ActionChannelbagFCurves", None)
+_NEW_FCURVE_TAKES_GROUP = (
+    _CHANNELBAG_FCURVES is not None
+    and "group_name" in _CHANNELBAG_FCURVES.bl_rna.functions["new"].parameters.keys()
+)
 
 
 def is_layered(action) -> bool:
@@ -120,10 +126,14 @@ def key_channel(channels, data_path: str, index: int, frames, values, group: str
     """
     frames = np.asarray(frames, dtype=np.float64)
     values = np.asarray(values, dtype=np.float64)
-    if is_layered_container(channels):
+    if not is_layered_container(channels):
+        fcurve = channels.fcurves.new(data_path, index=index, action_group=group)
+    elif _NEW_FCURVE_TAKES_GROUP:
         fcurve = channels.fcurves.new(data_path, index=index, group_name=group)
     else:
-        fcurve = channels.fcurves.new(data_path, index=index, action_group=group)
+        fcurve = channels.fcurves.new(data_path, index=index)
+        if group:
+            fcurve.group = channels.groups.get(group) or channels.groups.new(group)
     points = fcurve.keyframe_points
     if tolerance is None or len(frames) < 3:
         points.add(len(frames))

@@ -27,6 +27,7 @@ from bpy.props import (
 )
 
 from ..core.smoothing import PRESETS, SmoothingSettings
+from .rna_callbacks import callback
 
 SMOOTHING_FIELDS = (
     "rotation", "translation", "expression", "bridge_gaps", "max_gap", "split_jump",
@@ -61,7 +62,7 @@ class DDFA_SmoothingProperties(bpy.types.PropertyGroup):
     """
 
     preset: EnumProperty(
-        name="Preset", items=PRESET_ITEMS, default="default", update=_apply_preset
+        name="Preset", items=PRESET_ITEMS, default="default", update=callback(__name__, "_apply_preset")
     )
     rotation: FloatProperty(
         name="Rotation", description="Head rotation smoothing, Gaussian sigma in seconds (0: off)",

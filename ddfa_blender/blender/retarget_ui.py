@@ -35,6 +35,7 @@ from bpy_extras.io_utils import ExportHelper, ImportHelper
 
 from ..core.errors import CaptureError
 from . import retarget
+from .rna_callbacks import callback
 
 CATEGORY = "Face Capture"
 CHAR_WIDTH_PX = 7  # about the width of a character of Blender's interface font at 1x scale
@@ -68,11 +69,11 @@ class DDFA_RetargetSettings(bpy.types.PropertyGroup):
     """The Retarget panel's settings (``Scene.ddfa_retarget``)."""
 
     source_face: PointerProperty(
-        name="Captured Face", type=bpy.types.Object, poll=_is_captured,
+        name="Captured Face", type=bpy.types.Object, poll=callback(__name__, "_is_captured"),
         description="The face baked by Capture whose take drives the avatar",
     )
     avatar: PointerProperty(
-        name="Avatar", type=bpy.types.Object, poll=_is_avatar,
+        name="Avatar", type=bpy.types.Object, poll=callback(__name__, "_is_avatar"),
         description="Mesh with ARKit-style shape keys to animate",
     )
     mode: EnumProperty(name="Animate With", items=[
