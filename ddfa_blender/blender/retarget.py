@@ -525,6 +525,10 @@ def export_animation(objects, path: str, file_format: str = "GLB") -> None:
                 use_selection=True, export_animations=True, export_morph=True,
                 export_morph_animation=True, export_force_sampling=True,
                 export_optimize_animation_size=False, export_apply=False,
+                # One animation from the actions the objects play now: Blender 4.2 gives a
+                # take one action per data-block (object, shape keys) that the default
+                # mode would export as separate animations (and it would add other takes).
+                export_animation_mode="ACTIVE_ACTIONS",
             )
     except RuntimeError as err:
         raise CaptureError(f"Export to {path} failed ({err}).") from err
