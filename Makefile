@@ -3,7 +3,7 @@
 # cached in ~/.cache/ddfa-blender/wheels or $DDFA_WHEEL_CACHE), prepare models/, then run.
 # Second runs reuse what is there: the stamps below make set-up a no-op.
 #
-#   .venv       Python 3.11, numpy 1.x, bpy 5.0.1  (make demo, make test)
+#   .venv       Python 3.11, numpy 1.x, bpy 4.2.23 (make demo, make test)
 #   .venv-3.13  Python 3.13, numpy 2.x, bpy 5.3.0  (make test, make extension)
 
 BOOTSTRAP ?= python3
@@ -16,7 +16,7 @@ LOCKS     := requirements.lock requirements-dev.lock scripts/make_venv.py
 SHARED    ?= ../shared
 INPUT     ?= $(SHARED)/data/video/obama.mp4
 
-.PHONY: demo test test-gui extension bench models clean train-venv test-train bench-adapt ffmpeg
+.PHONY: demo test test-gui test-matrix extension bench models clean train-venv test-train bench-adapt ffmpeg
 
 $(VENV)/.installed: $(LOCKS)
 	$(BOOTSTRAP) scripts/make_venv.py $(VENV) --python 3.11
@@ -69,6 +69,15 @@ test: models/.ready $(VENV)/.installed $(VENV313)/.installed ffmpeg
 	$(PY) -m pytest -q tests
 	$(PY313) -m pytest -q tests
 
+# The Blender-layer tests (tests/test_blender_*.py, the headless capture -> bake -> retarget ->
+# .blend run among them, and the other tests needing bpy) under each supported Blender's bpy
+# module, one venv per version (.matrix/bpy-X; the two make test pins reuse .venv/.venv-3.13).
+# Prints passed/failed/errors/skipped and seconds per version. MATRIX_BPY picks versions.
+MATRIX_BPY ?= 4.2.23 4.5.15 5.0.1 5.2.3 5.3.0
+
+test-matrix: models/.ready ffmpeg
+	$(BOOTSTRAP) scripts/test_matrix.py $(addprefix --bpy ,$(MATRIX_BPY))
+
 # Extension zips in dist/ for Blender 4.2-5.0 (py311) and 5.1+ (py313), three platforms each,
 # validated by the extension tooling of a bpy of the same Python. A Blender packaged with
 # another Python (Debian's 4.3.2: 3.13, 5.2.2: 3.14): see scripts/build_extension.py and the
@@ -109,4 +118,4 @@ bench: models/.ready $(VENV)/.installed ffmpeg
 	$(PY) benchmarks/bench_fidelity.py
 
 clean:
-	rm -rf $(VENV) $(VENV313) $(TRAIN_VENV) models out dist
+	rm -rf $(VENV) $(VENV313) $(TRAIN_VENV) .matrix models out dist
