@@ -71,12 +71,31 @@ def test_expression_spike_is_flagged_but_a_step_is_not(face):
 def test_heads_occlusion_and_frame_edge_each_flag_a_frame(face):
     take = make_take(face, *noisy(*truth_channels(90)))
     take.quality[10] = 3.5
-    take.channels = {**take.channels, confidence.OCCLUSION_CHANNEL: np.r_[np.zeros(30), 0.3, np.zeros(59)]}
+    occluded = np.zeros(90)
+    occluded[30:42] = 0.3  # 0.4 s at 30 fps: an occluder, not a blink
+    take.channels = {**take.channels, confidence.OCCLUSION_CHANNEL: occluded}
     take.lmk68[60, :, 0] += take.image_size[0]  # all landmarks right of the image
     take.confidence = take_confidence(take)
     factors = confidence_factors(take)
-    assert factors["heads"][10] == 0.0 and factors["occlusion"][30] == 0.0 and factors["in_frame"][60] == 0.0
-    np.testing.assert_array_equal(np.flatnonzero(flagged_rows(take)), [10, 30, 60])
+    assert factors["heads"][10] == 0.0 and factors["in_frame"][60] == 0.0
+    assert (factors["occlusion"][30:42] == 0.0).all()
+    np.testing.assert_array_equal(np.flatnonzero(flagged_rows(take)), [10, *range(30, 42), 60])
+
+
+def test_occlusion_counts_only_when_it_lasts_as_an_occluder_does(face):
+    """A blink scores like a small occluder for 4-8 frames; a hand or a cup stays longer."""
+    take = make_take(face, *noisy(*truth_channels(120)))
+    score = np.zeros(120)
+    score[20:27] = 0.25  # seven frames (0.23 s): blink-length
+    score[60:75] = 0.25  # half a second, with a one-frame dip: an occluder
+    score[66] = 0.02
+    score[100] = np.nan  # no score (warming up): no evidence
+    take.channels = {**take.channels, confidence.OCCLUSION_CHANNEL: score}
+    take.confidence = take_confidence(take)
+    np.testing.assert_array_equal(np.flatnonzero(flagged_rows(take)), np.arange(60, 75))
+    lasting = confidence.lasting_score(score, take.time)
+    assert np.isnan(lasting[100]) and lasting[20:27].max() == 0.0
+    np.testing.assert_allclose(lasting[60:75], 0.25)
 
 
 def test_mediapipe_missing_face_lowers_confidence_without_flagging_alone(face):

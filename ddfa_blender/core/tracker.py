@@ -23,7 +23,10 @@ Occlusion
     the face last looked like itself (for at most
     :data:`.occlusion.RELEARN_SECONDS`), so the track does not wander off
     with the occluder, and such frames feed neither the identity nor the
-    re-identification motion.
+    re-identification motion. A held crop cannot run away from a face
+    that moves: when the fit's own crop overlaps the held one less than
+    ``HOLD_CHECK_IOU``, the detector is asked, and a face it finds nearer
+    the fit than the held crop releases the hold.
 
 A lost face is looked for again by the detector on the same frame. A new
 track starts only where the heads agree closely (``START_QUALITY_PX``): on the
@@ -107,6 +110,8 @@ VELOCITY_SMOOTHING = 0.5
 # An occlusion score above this holds the crop (see the module doc); the take's
 # confidence (:mod:`.confidence`) flags such frames from 0.095 on.
 HOLD_OCCLUSION = 0.095
+# A held crop overlapping the fit's own crop less than this is checked by the detector.
+HOLD_CHECK_IOU = 0.8
 
 
 @dataclasses.dataclass
@@ -263,12 +268,12 @@ class FaceTracker:
                     if other_index != index
                 )
                 observations.append(
-                    self._observe(track, result, frame.time, detected=False, clean=not overlapped)
+                    self._observe(track, result, frame, detected=False, clean=not overlapped)
                 )
             self._active = [track for track, _ in kept]
         self._lost = [t for t in self._lost if frame.time - t.last_time <= REID_SECONDS]
         if len(self._active) < self.max_faces and self._detection_due(lost_now):
-            observations += self._start_tracks(frame.image, frame.time)
+            observations += self._start_tracks(frame)
         self._frames_seen += 1
         return sorted(observations, key=lambda o: o.track_id)
 
@@ -343,13 +348,14 @@ class FaceTracker:
     def _identity_mismatch(self, track: _Track, result: dict) -> float:
         return identity_distance(result["param"][SHAPE], track.identity(), self._identity_spread)
 
-    def _observe(self, track: _Track, result: dict, time: float, detected: bool, clean: bool) -> FaceObservation:
+    def _observe(self, track: _Track, result: dict, frame: Frame, detected: bool, clean: bool) -> FaceObservation:
         """Update ``track`` with this frame's result.
 
         ``clean``: the face overlaps no other; only clean frames of good quality
         that are not occluded feed the identity, the position and the velocity
         used for re-identification.
         """
+        time = frame.time
         if track.monitor is None:
             track.monitor = AppearanceMonitor(self._probe)
             track.visible_time = time
@@ -359,8 +365,12 @@ class FaceTracker:
         occluded = occlusion > HOLD_OCCLUSION
         if not occluded:
             track.visible_time = time
-        if not occluded or time - track.visible_time > RELEARN_SECONDS:
-            track.roi = roi_from_landmarks(result["lmk68"])
+        fitted_roi = roi_from_landmarks(result["lmk68"])
+        hold = occluded and time - track.visible_time <= RELEARN_SECONDS
+        if hold and box_iou(fitted_roi, track.roi) < HOLD_CHECK_IOU:
+            hold = not self._seen_nearer(frame.image, fitted_roi, track.roi)
+        if not hold:
+            track.roi = fitted_roi
         track.box = landmark_box(result["lmk68"])
         track.last_time = time
         track.qualities.append(result["quality"])
@@ -382,7 +392,19 @@ class FaceTracker:
             occlusion,
         )
 
-    def _start_tracks(self, image, time: float) -> list[FaceObservation]:
+    def _seen_nearer(self, image, fitted_roi, held_roi) -> bool:
+        """True when the detector finds a face whose crop overlaps ``fitted_roi`` (where
+        this frame's fit puts the face) more than ``held_roi`` (the held crop)."""
+        self.detector_calls += 1
+        for detection in self.detector.detect(image, self.max_faces):
+            detected_roi = roi_from_detection(detection.box)
+            overlap = box_iou(detected_roi, fitted_roi)
+            if overlap >= MATCH_IOU and overlap > box_iou(detected_roi, held_roi):
+                return True
+        return False
+
+    def _start_tracks(self, frame: Frame) -> list[FaceObservation]:
+        image, time = frame.image, frame.time
         self.detector_calls += 1
         detections: list[Detection] = self.detector.detect(image, self.max_faces)
         fresh = [d for d in detections if not self._is_tracked(d.box)]
@@ -404,7 +426,7 @@ class FaceTracker:
         observations = []
         for result, track_id in zip(started, self._claim_ids(started, time)):
             track = _Track(track_id, result["roi"], landmark_box(result["lmk68"]), time)
-            observations.append(self._observe(track, result, time, detected=True, clean=True))
+            observations.append(self._observe(track, result, frame, detected=True, clean=True))
             self._active.append(track)
         return observations
 
