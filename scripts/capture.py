@@ -409,11 +409,12 @@ def _write_clip(job: ClipJob, settings: Settings, result: ClipResult, progress: 
         written = ", ".join(p for p, _ in job.outputs())
         print(f"{result.input}: {result.frames} frames, {result.frames_with_face} with a face, "
               f"{result.tracks} track(s)" + (f" -> {written}" if written else ""))
-        if take is not None:  # (a capture straight to a take file is not loaded just for this)
+        rows = take if take is not None else summary.confidence  # (a streamed take is not loaded)
+        if rows is not None:
             from ddfa_blender.core.confidence import flagged_summary
 
             smoothing = settings.smoothing
-            print(f"  {flagged_summary(take, smoothing.min_confidence, smoothing.keep_flagged)}")
+            print(f"  {flagged_summary(rows, smoothing.min_confidence, smoothing.keep_flagged)}")
 
 
 def take_summary(take):

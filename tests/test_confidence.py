@@ -171,3 +171,45 @@ def test_cli_reports_flagged_frames_and_checks_the_threshold(face, tmp_path, sha
     assert "no frame flagged" in run("--min-confidence", "0.05").stdout
     bad = run("--min-confidence", "2")
     assert bad.returncode == 2 and "--min-confidence" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_streamed_take_stores_the_confidence_of_the_whole_take(face, tmp_path, monkeypatch):
+    """TakeBuilder.write never holds the take, yet stores the same confidence (computed from a
+    compact summary of each row, the temporal factors in chunks of rows)."""
+    from ddfa_blender.core.take import TakeBuilder
+    from ddfa_blender.core.tracker import FaceObservation
+
+    rotation, translation, scale, expression = truth_channels(150)
+    rotation = yaw_offset(rotation, slice(40, 46), -40.0)  # a jump away and back
+    take = make_take(face, *noisy(rotation, translation, scale, expression))
+    take.quality[90] = 3.5
+    occlusion = np.zeros(150, dtype=np.float32)
+    occlusion[100:115] = 0.3
+    with TakeBuilder() as builder:
+        for row in range(150):
+            seen = row not in (70, 71)
+            observation = FaceObservation(0, take.param[row], take.roi[row], take.lmk68[row], take.quality[row], False)
+            builder.add(row, take.time[row], [observation] if seen else [],
+                        {confidence.OCCLUSION_CHANNEL: {0: occlusion[row]} if seen else {}})
+        whole = builder.build(fps=take.fps, image_size=take.image_size)
+        monkeypatch.setattr(confidence, "TEMPORAL_CHUNK_ROWS", 16)  # chunk edges inside the runs
+        rows = builder.write(str(tmp_path / "t.npz"), fps=take.fps, image_size=take.image_size)
+    flagged = flagged_rows(whole)
+    assert flagged[40:46].all() and flagged[90] and flagged[100:115].all()
+    np.testing.assert_array_equal(rows.confidence, whole.confidence)
+    np.testing.assert_array_equal(flagged_rows(rows), flagged)
+    with np.load(tmp_path / "t.npz") as data:
+        np.testing.assert_array_equal(data["confidence"], whole.confidence)
+
+
+def test_cli_counts_flagged_frames_of_a_take_written_straight_to_a_file(tmp_path, shared_dir):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    clip = shared_dir / "data/video/single_face.mp4"
+    result = subprocess.run([sys.executable, str(ROOT / "scripts/capture.py"), "--input", str(clip),
+                             "--take", str(tmp_path / "t.npz")], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert "no frame flagged (all 72 tracked rows have confidence >= 0.5)" in result.stdout

@@ -51,6 +51,8 @@ takes have no occlusion channel, so that factor is 1.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 THRESHOLD = 0.5
@@ -60,6 +62,7 @@ NEIGHBOUR_SECONDS = 0.5
 MIN_NEIGHBOURS = 3
 MEDIAPIPE_MISSING_FACTOR = 0.6
 OCCLUSION_MIN_SECONDS = 0.3
+TEMPORAL_CHUNK_ROWS = 2048
 OCCLUSION_GAP_SECONDS = 0.1
 
 HEADS_PX = (1.2, 3.0)
@@ -82,36 +85,156 @@ def occlusion_channel(observations) -> dict:
     return {obs.track_id: np.float32(obs.occlusion) for obs in observations}
 
 
-def confidence_factors(take) -> dict[str, np.ndarray]:
-    """Each factor (N,) float64 of :func:`take_confidence` by name (see the module doc)."""
-    n = len(take)
-    valid = take.valid & np.isfinite(take.param).all(axis=1) & np.isfinite(take.roi).all(axis=1)
-    factors = {name: np.ones(n) for name in FACTORS}
-    factors["heads"] = ramp(take.quality, *HEADS_PX)
-    occlusion = take.channels.get(OCCLUSION_CHANNEL)
-    if occlusion is not None:
-        lasting = np.asarray(occlusion, dtype=np.float64).reshape(n).copy()
-        for track_id in np.unique(take.track):
-            rows = np.flatnonzero(take.track == track_id)
-            lasting[rows] = lasting_score(lasting[rows], _track_times(take, rows))
-        factors["occlusion"] = ramp(lasting, *OCCLUSION_SCORE)
-    width, height = take.image_size
-    points = take.lmk68[..., :2].astype(np.float64)
+@dataclasses.dataclass
+class Evidence:
+    """What the confidence of a take's N rows reads, about 120 bytes a row (a take holds
+    about a kilobyte), so a take streamed to a file gets its confidence without being
+    held whole (:meth:`.take.TakeBuilder.write`). Build it with :func:`take_evidence` or,
+    block by block, :func:`row_evidence`.
+
+    ``valid`` (N,) bool: a face with finite parameters and crop; ``track``, ``frame``;
+    ``time`` (N,) seconds; ``quality`` (N,) pixels of the 120-px crop; ``outside`` (N,)
+    fraction of the 68 landmarks outside the image; ``rotation`` (N, 4) the head's
+    rotation (:func:`.pose.image_pose`, w x y z); ``centre`` (N, 2) and ``size`` (N,)
+    of the landmarks, image pixels; ``expression`` (N, 10) coefficients;
+    ``occlusion`` (N,) the occlusion score, None without that channel;
+    ``mediapipe_missing`` (N,) bool, None without MediaPipe's channel.
+    """
+
+    valid: np.ndarray
+    track: np.ndarray
+    frame: np.ndarray
+    time: np.ndarray
+    quality: np.ndarray
+    outside: np.ndarray
+    rotation: np.ndarray
+    centre: np.ndarray
+    size: np.ndarray
+    expression: np.ndarray
+    occlusion: np.ndarray | None = None
+    mediapipe_missing: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class ConfidenceRows:
+    """A take's rows as far as flags go, without the take: ``valid``, ``track``, ``frame``
+    and ``confidence`` (N,) as in :class:`.take.Take` (what :func:`flagged_rows` and
+    :func:`flagged_summary` read)."""
+
+    valid: np.ndarray
+    track: np.ndarray
+    frame: np.ndarray
+    confidence: np.ndarray
+
+
+def streamed_confidence(blocks, track, frame, time, quality, fps, image_size, occlusion=None,
+                        mediapipe_blocks=None) -> ConfidenceRows:
+    """The confidence of a take that is never whole in memory (a take being written).
+
+    ``blocks`` yields ``(valid, param, roi, lmk68)`` row blocks in take order;
+    ``track``, ``frame``, ``time``, ``quality`` and ``occlusion`` (None: no channel)
+    are whole (N,) arrays (a few bytes a row); ``mediapipe_blocks`` yields MediaPipe's
+    channel in the same blocks (None: no channel). Same values as :func:`take_confidence`
+    of the whole take.
+    """
+    valid, parts = [], []
+    for block_valid, param, roi, lmk68 in blocks:
+        valid.append(np.asarray(block_valid, dtype=bool))
+        parts.append(row_evidence(block_valid, param, roi, lmk68, image_size))
+    geometry = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    missing = None
+    if mediapipe_blocks is not None:
+        missing = np.concatenate([mediapipe_missing(block) for block in mediapipe_blocks])
+    evidence = Evidence(
+        track=np.asarray(track), frame=np.asarray(frame), time=row_times(time, frame, fps),
+        quality=np.asarray(quality, dtype=np.float64),
+        occlusion=None if occlusion is None else np.asarray(occlusion, dtype=np.float64).reshape(-1),
+        mediapipe_missing=missing, **geometry,
+    )
+    return ConfidenceRows(np.concatenate(valid), evidence.track, evidence.frame, take_confidence(evidence))
+
+
+def row_evidence(valid, param, roi, lmk68, image_size) -> dict[str, np.ndarray]:
+    """The per-row geometry of :class:`Evidence` (``valid``, ``outside``, ``rotation``,
+    ``centre``, ``size``, ``expression``) for some rows: ``valid`` (n,), ``param`` (n, 62),
+    ``roi`` (n, 4), ``lmk68`` (n, 68, 2+) image pixels; ``image_size`` (width, height)."""
+    from .pose import image_pose
+
+    param = np.asarray(param, dtype=np.float64)
+    roi = np.asarray(roi, dtype=np.float64)
+    valid = np.asarray(valid, dtype=bool) & np.isfinite(param).all(axis=1) & np.isfinite(roi).all(axis=1)
+    width, height = image_size
+    points = np.asarray(lmk68, dtype=np.float64)[..., :2]
     outside = (
         (points[..., 0] < -0.5) | (points[..., 0] > width - 0.5)
         | (points[..., 1] < -0.5) | (points[..., 1] > height - 0.5)
     ).mean(axis=1)
-    factors["in_frame"] = ramp(outside, *OUTSIDE_FRACTION)
+    rotation = np.full((len(param), 4), np.nan)
+    with np.errstate(all="ignore"):  # degenerate (hand-made) poses give NaN, no evidence
+        if valid.any():
+            rotation[valid] = image_pose(param[valid], roi[valid]).rotation
+        extent = points.max(axis=1) - points.min(axis=1)
+    return {
+        "valid": valid,
+        "outside": outside,
+        "rotation": rotation,
+        "centre": points.mean(axis=1),
+        "size": np.sqrt(np.maximum(extent[:, 0] * extent[:, 1], 1.0)),
+        "expression": param[:, 52:62].astype(np.float32),
+    }
+
+
+def take_evidence(take) -> Evidence:
+    """The :class:`Evidence` of a take in memory."""
+    n = len(take)
+    occlusion = take.channels.get(OCCLUSION_CHANNEL)
     blendshapes = take.channels.get(MEDIAPIPE_CHANNEL)
-    if blendshapes is not None:
-        missing = ~np.isfinite(np.asarray(blendshapes, dtype=np.float64).reshape(n, -1)).any(axis=1)
-        factors["mediapipe"] = np.where(missing, MEDIAPIPE_MISSING_FACTOR, 1.0)
+    return Evidence(
+        track=np.asarray(take.track),
+        frame=np.asarray(take.frame),
+        time=row_times(take.time, take.frame, take.fps),
+        quality=np.asarray(take.quality, dtype=np.float64),
+        occlusion=None if occlusion is None else np.asarray(occlusion, dtype=np.float64).reshape(n),
+        mediapipe_missing=None if blendshapes is None else mediapipe_missing(blendshapes),
+        **row_evidence(take.valid, take.param, take.roi, take.lmk68, take.image_size),
+    )
+
+
+def row_times(time, frame, fps) -> np.ndarray:
+    """Times (N,) in seconds: the stored time, else frame / fps."""
+    time = np.asarray(time, dtype=np.float64)
+    return np.where(np.isfinite(time), time, np.asarray(frame) / fps)
+
+
+def mediapipe_missing(blendshapes) -> np.ndarray:
+    """Rows (n,) where MediaPipe's channel (n, 52) holds no value: its landmarker found no face."""
+    values = np.asarray(blendshapes, dtype=np.float64)
+    return ~np.isfinite(values.reshape(len(values), -1)).any(axis=1)
+
+
+def confidence_factors(take) -> dict[str, np.ndarray]:
+    """Each factor (N,) float64 of :func:`take_confidence` by name (see the module doc);
+    ``take``: a take, or its :class:`Evidence`."""
+    evidence = take if isinstance(take, Evidence) else take_evidence(take)
+    n = len(evidence.valid)
+    valid = evidence.valid
+    factors = {name: np.ones(n) for name in FACTORS}
+    factors["heads"] = ramp(evidence.quality, *HEADS_PX)
+    if evidence.occlusion is not None:
+        lasting = np.asarray(evidence.occlusion, dtype=np.float64).copy()
+        for track_id in np.unique(evidence.track):
+            rows = np.flatnonzero(evidence.track == track_id)
+            lasting[rows] = lasting_score(lasting[rows], evidence.time[rows])
+        factors["occlusion"] = ramp(lasting, *OCCLUSION_SCORE)
+    factors["in_frame"] = ramp(evidence.outside, *OUTSIDE_FRACTION)
+    if evidence.mediapipe_missing is not None:
+        factors["mediapipe"] = np.where(evidence.mediapipe_missing, MEDIAPIPE_MISSING_FACTOR, 1.0)
     instant = np.prod([factors[name] for name in ("heads", "occlusion", "in_frame")], axis=0)
-    for track_id in np.unique(take.track):
-        rows = np.flatnonzero((take.track == track_id) & valid)
+    for track_id in np.unique(evidence.track):
+        rows = np.flatnonzero((evidence.track == track_id) & valid)
         if len(rows) < 2:
             continue
-        motion, expression = _temporal_factors(take, rows, instant[rows] >= THRESHOLD)
+        motion, expression = _temporal_factors(evidence, rows, instant[rows] >= THRESHOLD)
         factors["motion"][rows] = motion
         factors["expression"][rows] = expression
     for name in FACTORS:
@@ -120,7 +243,8 @@ def confidence_factors(take) -> dict[str, np.ndarray]:
 
 
 def take_confidence(take) -> np.ndarray:
-    """Confidence (N,) float32 in [0, 1] of every row of ``take``; NaN where there is no face."""
+    """Confidence (N,) float32 in [0, 1] of every row of ``take`` (a take or its
+    :class:`Evidence`); NaN where there is no face."""
     factors = confidence_factors(take)
     return np.prod([factors[name] for name in FACTORS], axis=0).astype(np.float32)
 
@@ -190,11 +314,6 @@ def _window_min(values, width: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(padded, width).min(axis=1)
 
 
-def _track_times(take, rows) -> np.ndarray:
-    """Times (seconds) of some rows: the stored time, else frame / fps."""
-    return np.where(np.isfinite(take.time[rows]), take.time[rows], take.frame[rows] / take.fps).astype(np.float64)
-
-
 def runs(mask) -> list[tuple[int, int]]:
     """(start, stop) index ranges of the runs of true values in a 1-D bool array."""
     mask = np.asarray(mask, dtype=bool)
@@ -202,12 +321,16 @@ def runs(mask) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
 
 
-def _neighbours(times, usable):
-    """Indices (n, h) of each row's usable neighbours before and after it within
-    NEIGHBOUR_SECONDS, nearest first (-1: none): ``(before, after)``."""
+def _neighbour_rows(times) -> int:
+    """How many rows each side of a row can lie within NEIGHBOUR_SECONDS (times (n,), seconds)."""
+    step = np.median(np.diff(times)) if len(times) > 1 else 1.0
+    return max(int(round(NEIGHBOUR_SECONDS / max(step, 1e-6))), 1)
+
+
+def _neighbours(times, usable, half: int):
+    """Indices (n, half) of each row's usable neighbours before and after it within
+    NEIGHBOUR_SECONDS (and ``half`` rows), nearest first (-1: none): ``(before, after)``."""
     n = len(times)
-    step = np.median(np.diff(times)) if n > 1 else 1.0
-    half = max(int(round(NEIGHBOUR_SECONDS / max(step, 1e-6))), 1)
     sides = []
     for offsets in (-np.arange(1, half + 1), np.arange(1, half + 1)):
         index = np.arange(n)[:, None] + offsets[None]
@@ -239,24 +362,36 @@ def _outside(value, before, after):
     return np.maximum(value - high, 0.0) + np.maximum(low - value, 0.0)
 
 
-def _temporal_factors(take, rows, usable):
-    """``motion`` and ``expression`` factors (len(rows),) for one track's valid rows."""
-    import warnings
-
-    from .pose import image_pose, quaternion_conjugate, quaternion_log, quaternion_multiply
-
-    before, after = _neighbours(_track_times(take, rows), usable)
-    has = (before >= 0).any(axis=1) & (after >= 0).any(axis=1)
-    with np.errstate(all="ignore"):  # degenerate (hand-made) poses give NaN, no evidence
-        quaternion = image_pose(take.param[rows].astype(np.float64), take.roi[rows]).rotation
-    points = take.lmk68[rows, :, :2].astype(np.float64)
-    centre = points.mean(axis=1)
-    extent = points.max(axis=1) - points.min(axis=1)
-    size = np.sqrt(np.maximum(extent[:, 0] * extent[:, 1], 1.0))
-    expression = take.param[rows, 52:62].astype(np.float64)
+def _temporal_factors(evidence: Evidence, rows, usable):
+    """``motion`` and ``expression`` factors (len(rows),) for one track's valid rows, in
+    chunks of ``TEMPORAL_CHUNK_ROWS`` (each with its neighbours around it), so an
+    hour-long take needs a few megabytes of scratch rather than gigabytes."""
+    half = _neighbour_rows(evidence.time[rows])
     # Each coefficient's spread over the track (a smile held or not is two modes, so the
     # standard deviation, not a median deviation).
-    spread = np.maximum(expression.std(axis=0), 1e-6)
+    spread = np.maximum(np.asarray(evidence.expression[rows], dtype=np.float64).std(axis=0), 1e-6)
+    motion, expression = np.empty(len(rows)), np.empty(len(rows))
+    for start in range(0, len(rows), TEMPORAL_CHUNK_ROWS):
+        stop = min(start + TEMPORAL_CHUNK_ROWS, len(rows))
+        low, high = max(start - half, 0), min(stop + half, len(rows))
+        chunk_motion, chunk_expression = _temporal_chunk(evidence, rows[low:high], usable[low:high], half, spread)
+        motion[start:stop] = chunk_motion[start - low : stop - low]
+        expression[start:stop] = chunk_expression[start - low : stop - low]
+    return motion, expression
+
+
+def _temporal_chunk(evidence: Evidence, rows, usable, half: int, spread):
+    """:func:`_temporal_factors` of consecutive rows of one track."""
+    import warnings
+
+    from .pose import quaternion_conjugate, quaternion_log, quaternion_multiply
+
+    before, after = _neighbours(evidence.time[rows], usable, half)
+    has = (before >= 0).any(axis=1) & (after >= 0).any(axis=1)
+    quaternion = evidence.rotation[rows]
+    centre = evidence.centre[rows]
+    size = evidence.size[rows]
+    expression = np.asarray(evidence.expression[rows], dtype=np.float64)
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)  # rows with no neighbour on a side
 

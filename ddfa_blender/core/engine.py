@@ -118,7 +118,9 @@ class CaptureSummary:
     """What a capture found: ``frames`` captured, ``face_rows`` (rows with a face, one per
     track and frame), ``frames_with_face`` (frames with at least one face), ``tracks`` (ids with
     a face), ``fps`` (the take's frame rate), ``image_size`` (displayed width, height),
-    ``warnings`` (sentences for the user)."""
+    ``warnings`` (sentences for the user), ``confidence`` (of a take written to a file by
+    :func:`capture_to_file`: its rows' :class:`.confidence.ConfidenceRows`, for the flagged
+    count without loading the take; else None)."""
 
     frames: int
     face_rows: int
@@ -127,6 +129,7 @@ class CaptureSummary:
     fps: float
     image_size: tuple
     warnings: list
+    confidence: object = None
 
 
 def capture(
@@ -158,7 +161,7 @@ def capture_to_file(
     memory stays flat however long the footage is. Returns a :class:`CaptureSummary`."""
     with TakeBuilder() as builder:
         metadata, summary = _capture_into(builder, input_path, options or CaptureOptions(), progress, should_stop)
-        builder.write(os.fspath(take_path), **metadata)
+        summary.confidence = builder.write(os.fspath(take_path), **metadata)
         return summary
 
 

@@ -40,10 +40,11 @@ frame, sorted by track then frame, so ``for_track`` is a contiguous slice.
                   :mod:`.confidence` (heads agreement, occlusion, landmarks
                   outside the image, implausible motion or expression against
                   the neighbours, MediaPipe finding no face). Rows under 0.5
-                  are *flagged*. Takes written before this field existed, and
-                  takes streamed while capturing (:meth:`TakeBuilder.write`,
-                  which never holds the whole take), get it computed from
-                  their own rows when loaded.
+                  are *flagged*. Takes written before this field existed get
+                  it computed from their own rows when loaded; takes streamed
+                  while capturing (:meth:`TakeBuilder.write`, which never
+                  holds the whole take) store it, computed from a compact
+                  summary of each row (:class:`.confidence.Evidence`).
 
 Extension channels: any array named ``ch.<name>`` with N rows (for example
 ``ch.mp_blendshapes`` (N, 52)); its column names, if any, are listed in
@@ -398,8 +399,9 @@ class TakeBuilder:
             )
         return out
 
-    def write(self, path: str, *, fps, image_size, model="", source="", version="", meta=None) -> None:
-        """Write the take to ``path`` atomically, streaming it (never whole in memory)."""
+    def write(self, path: str, *, fps, image_size, model="", source="", version="", meta=None):
+        """Write the take to ``path`` atomically, streaming it (never whole in memory), with
+        its confidence; returns that as :class:`.confidence.ConfidenceRows` (for the flagged count)."""
         if not version:
             from .. import __version__
 
@@ -407,9 +409,27 @@ class TakeBuilder:
         if not float(fps) > 0:
             raise CaptureError(f"Take fps must be positive, got {fps}.")
         arrays = self.arrays()
+        rows = self._confidence(arrays, fps, image_size)
+        arrays["confidence"] = rows.confidence
         arrays.update(header_arrays(fps, image_size, model, source, version, meta or {}))
         with atomic_write(path, "take", binary=True) as handle:
             write_npz(handle, arrays)
+        return rows
+
+    @staticmethod
+    def _confidence(arrays: dict, fps, image_size):
+        """The take's confidence from its arrays (:meth:`arrays`), read block by block."""
+        from .confidence import MEDIAPIPE_CHANNEL, OCCLUSION_CHANNEL, streamed_confidence
+
+        occlusion = arrays.get(CHANNEL_PREFIX + OCCLUSION_CHANNEL)
+        mediapipe = arrays.get(CHANNEL_PREFIX + MEDIAPIPE_CHANNEL)
+        blocks = zip(*(arrays[name].chunks() for name in ("valid", "param", "roi", "lmk68")))
+        return streamed_confidence(
+            blocks, *(arrays[name].materialise() for name in ("track", "frame", "time", "quality")),
+            fps, image_size,
+            occlusion=None if occlusion is None else occlusion.materialise(),
+            mediapipe_blocks=None if mediapipe is None else mediapipe.chunks(),
+        )
 
     def build(self, **metadata) -> "Take":
         """The take in memory (rows sorted by track then frame); ``metadata`` goes to :class:`Take`."""
