@@ -16,7 +16,8 @@ Figures:
   renderer ``benchmarks/synthetic_heads.py``, held-out seeds), after removing
   the constant offset between the BFM's and the rendered head's rest pose
   (measured on each sequence's neutral first second); NaN without that
-  renderer.
+  renderer. The frames flagged on these renders (no occluder: false flags)
+  are printed too.
 * Occlusion (every shared clip with a face): occluders pasted over the face
   on runs of frames (``benchmarks/occlusion_footage.py``: hands, dark bars,
   blurs, microphones, cups), the clip captured clean and occluded (lossless
@@ -140,7 +141,8 @@ def synthetic_rotation_errors(models_dir: str):
         take = take.for_track(take.track_ids()[0])
         errors.append(rotation_errors_deg(take, sequence.truth))
         print(f"synthetic seed {seed}: {take.valid.sum()}/{len(take)} frames with a face, rotation error "
-              f"median {np.median(errors[-1]):.2f} deg, p90 {np.percentile(errors[-1], 90):.2f}")
+              f"median {np.median(errors[-1]):.2f} deg, p90 {np.percentile(errors[-1], 90):.2f}; "
+              f"{int(flagged_rows(take).sum())} flagged (no occluder: should be none)")
     return np.concatenate(errors)
 
 
