@@ -90,7 +90,9 @@ def test_talking_head_has_a_face_on_every_frame(talking_head):
     # (measured with mediapipe 0.10.21's detector and 1.2.3's), so only there is a second allowed.
     redetected = talking_head.frame[talking_head.detected]
     assert redetected[0] == 0 and len(redetected) <= 2 and all(100 <= f <= 112 for f in redetected[1:])
-    assert talking_head.meta["detector_calls"] == len(redetected)
+    # The detector also runs where a crop held under the hand disagrees with the fit (a few frames).
+    assert talking_head.meta["detector_calls"] == len(redetected) + talking_head.meta["hold_checks"]
+    assert talking_head.meta["hold_checks"] <= 10
 
 
 def test_landmark_head_agrees_with_parameters(talking_head, face):

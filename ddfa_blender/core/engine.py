@@ -213,6 +213,7 @@ def _capture_into(builder: TakeBuilder, input_path, options, progress, should_st
             "max_faces": options.max_faces,
             "regressor_calls": tracker.regressor_calls,
             "detector_calls": tracker.detector_calls,
+            "hold_checks": tracker.hold_checks,
             # Start-up (models, detector, first frame) and the steady per-frame loop after it.
             "first_frame_seconds": first_done - started,
             "loop_seconds": finished - first_done,

@@ -59,13 +59,15 @@ class RecordSpill:
             self._buffer[...] = 0
 
     def blocks(self, size: int = BLOCK_RECORDS) -> Iterator[np.ndarray]:
-        """The records in order, as arrays of at most ``size`` records (copies)."""
+        """The records in order, as arrays of at most ``size`` records (copies). Several
+        readers may iterate at once (each keeps its own place in the file)."""
         self._flush()
-        self._file.seek(0)
-        remaining = self._flushed
+        offset, remaining = 0, self._flushed
         while remaining:
             count = min(size, remaining)
+            self._file.seek(offset)
             data = self._file.read(count * self.dtype.itemsize)
+            offset += len(data)
             yield np.frombuffer(data, dtype=self.dtype).copy()
             remaining -= count
 

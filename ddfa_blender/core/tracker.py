@@ -229,7 +229,8 @@ class FaceTracker:
         self.detect_every = detect_every if detect_every else (10 if max_faces > 1 else None)
         self.max_quality_px = max_quality_px
         self.regressor_calls = 0
-        self.detector_calls = 0
+        self.detector_calls = 0  # every detector run (starting tracks and checking held crops)
+        self.hold_checks = 0  # detector runs that checked a held crop
         self._identity_spread = np.asarray(regressor.param_std, dtype=np.float64)[SHAPE]
         self._probe = VertexProbe(face)
         self._image_size = (0, 0)  # (width, height) of the frame being tracked
@@ -396,6 +397,7 @@ class FaceTracker:
         """True when the detector finds a face whose crop overlaps ``fitted_roi`` (where
         this frame's fit puts the face) more than ``held_roi`` (the held crop)."""
         self.detector_calls += 1
+        self.hold_checks += 1
         for detection in self.detector.detect(image, self.max_faces):
             detected_roi = roi_from_detection(detection.box)
             overlap = box_iou(detected_roi, fitted_roi)
