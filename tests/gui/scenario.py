@@ -292,7 +292,11 @@ def capture():
     scene = bpy.context.scene
     ui.check(scene.camera is not None and scene.camera.name == "obama.camera", "the capture camera is the scene camera")
     origin = bpy.data.objects.get("obama.origin")
+    ui.check(origin is not None and origin.type == "EMPTY", "the capture has its origin empty obama.origin")
+    ui.check(origin is not None and face.parent == origin and getattr(scene.camera, "parent", None) == origin,
+             "the face and the camera are children of obama.origin")
     cube = bpy.data.objects.get("Cube")
+    ui.check(cube is not None, "the default cube is still there")
     if origin is not None and cube is not None:
         bpy.context.view_layer.update()
         ui.check(origin.location.x > 1.0, f"the capture sits beside the default cube (x = {origin.location.x:.2f} m)")
@@ -484,7 +488,7 @@ def several_faces():
         yield from run_capture([])
         yield 0.3
     faces = [o for o in bpy.data.objects if o.name.startswith("multi_face.face")]
-    ui.check(len(faces) >= 4, f"one face object per performer ({len(faces)} of 5)")
+    ui.check(len(faces) == 5, f"one face object per performer ({len(faces)} of 5)")
     ui.check(all(o.parent is not None and o.parent.name == "multi_face.origin" for o in faces),
              "all under one capture origin")
     capture_settings().max_faces = 1
