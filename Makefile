@@ -99,7 +99,7 @@ extension-debian: $(VENV313)/.installed
 GUI_BLENDERS ?= 4.3 5.2
 GUI_ZIPS     := build/gui/zips
 GUI_PYTHONS   = $(subst 5.2,3.14,$(subst 4.3,3.13,$(GUI_BLENDERS)))
-test-gui: $(VENV)/.installed $(VENV313)/.installed
+test-gui: $(VENV)/.installed $(VENV313)/.installed ffmpeg
 	rm -rf $(GUI_ZIPS)
 	for python in $(GUI_PYTHONS); do \
 		$(PY313) scripts/build_extension.py --python $$python --blender-min 4.2.0 --platform linux-x64 \

@@ -172,6 +172,7 @@ def bake_take(
             shown = scene_mod.attach_footage(
                 scene, camera, footage, start_frame, int(take.frame[first_row]),
                 float(bake_channels.take_times(take)[first_row]), scene_fps,
+                rotation=int(take.meta.get("rotation", 0)),
             )
             if shown.as_pointer() not in before:
                 undo.created(shown)

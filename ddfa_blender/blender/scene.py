@@ -3,8 +3,11 @@
 The camera reproduces the footage's view (see :mod:`..core.pose`): at rest it
 looks along +Y with Z up, a ``DEFAULT_LENS_MM`` lens on a 36 mm wide sensor
 fitted horizontally, and the render resolution is the footage's frame size.
-The footage is the camera's background (a movie clip), shown in the camera
-view in sync with the scene frames.
+The footage is the camera's background (a movie clip, or an image for a
+still), shown in the camera view in sync with the scene frames and upright
+as a player shows it: a phone video's rotation metadata and a photo's EXIF
+orientation are applied by turning (and mirroring) the background where
+Blender shows the stored pixels (:func:`footage_orientation`).
 
 Where a capture lands: the camera and its faces are children of an empty,
 the capture's origin (``<take>.origin``), and every keyed transform is in
@@ -26,10 +29,15 @@ import bpy
 from mathutils import Vector
 
 from ..core import pose as pose_mod
+from ..core import stored_orientation
 from ..core.errors import CaptureError
 from .bake_channels import CAMERA_REST_QUATERNION
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".exr")
+# From this version Blender's movie reader applies a video's rotation metadata itself:
+# measured with a phone-style clip in bpy 4.2.23 and Debian's 4.3.2 (stored frames) and
+# bpy 4.4.0, 4.5.15, 5.0.1, 5.2.3 and Debian's 5.2.2 (upright frames).
+VIDEO_ROTATION_APPLIED = (4, 4, 0)
 
 
 def fps_settings(fps: float) -> tuple[int, float]:
@@ -169,15 +177,46 @@ def _file_number(path: str) -> int:
     return int(numbers[-1]) if numbers else 0
 
 
-def attach_footage(scene, camera, path: str, start_frame: int, origin_number: int, origin_time: float, fps: float):
+def footage_orientation(filepath: str, still_or_sequence: bool, video_rotation: int):
+    """How the background must turn Blender's picture of ``filepath`` to show it upright
+    (a :class:`..core.stored_orientation.Orientation`): an image's EXIF orientation
+    (Blender's image reader ignores it), or a video's clockwise ``video_rotation`` in
+    degrees (``take.meta["rotation"]``) where this Blender does not apply it itself."""
+    if still_or_sequence:
+        return stored_orientation.still_orientation(filepath)
+    if video_rotation % 360 and bpy.app.version < VIDEO_ROTATION_APPLIED:
+        return stored_orientation.Orientation(turn=video_rotation % 360)
+    return stored_orientation.UPRIGHT
+
+
+def orient_background(background, orientation, stored_size) -> None:
+    """Turn and mirror camera background ``background`` by ``orientation``.
+
+    Blender fits the stored picture (``stored_size``, pixels) into the camera
+    frame first, then turns it clockwise by ``background.rotation``: after a
+    quarter turn the fitted picture is short by the ratio of its sides, so
+    ``background.scale`` makes up for it and the upright picture fills the
+    frame (whose size is the upright footage's, see :func:`ensure_camera`).
+    """
+    width, height = stored_size
+    quarter = orientation.turn in (90, 270) and width > 0 and height > 0
+    background.rotation = math.radians(orientation.turn)
+    background.use_flip_x = orientation.flip_x
+    background.scale = max(width / height, height / width) if quarter else 1.0
+
+
+def attach_footage(scene, camera, path: str, start_frame: int, origin_number: int, origin_time: float, fps: float,
+                   rotation: int = 0):
     """Show footage ``path`` behind ``camera`` so that it plays in step with the bake.
 
     The take's first sample (source frame ``origin_number`` of a sequence, or
     time ``origin_time`` seconds of a video) is shown at scene frame
     ``start_frame``; a video is placed by time at ``fps`` (the scene rate,
     which Blender's clip plays at for footage at that nominal rate). A single
-    image is shown as a still. Returns the movie clip or image (reused if
-    already loaded from the same file).
+    image is shown as a still. ``rotation``: a video's clockwise turn in
+    degrees from its metadata (``take.meta["rotation"]``); the picture is shown
+    upright (:func:`footage_orientation`). Returns the movie clip or image
+    (reused if already loaded from the same file).
     """
     filepath, first_number, still = footage_file(path)
     absolute = os.path.abspath(filepath)
@@ -193,6 +232,7 @@ def attach_footage(scene, camera, path: str, start_frame: int, origin_number: in
         background.source = "IMAGE"
         background.image = image
         loaded = image
+        stored_size = tuple(image.size)
     else:
         clip = next(
             (c for c in bpy.data.movieclips if bpy.path.abspath(c.filepath) == absolute), None
@@ -212,6 +252,9 @@ def attach_footage(scene, camera, path: str, start_frame: int, origin_number: in
         background.use_camera_clip = False
         scene.active_clip = clip
         loaded = clip
+        stored_size = tuple(clip.size)
+    orient_background(background, footage_orientation(filepath, first_number is not None or still, rotation),
+                      stored_size)
     background.alpha = 1.0
     background.frame_method = "FIT"
     data.show_background_images = True

@@ -13,7 +13,9 @@ Arguments after ``--``: ``--run-dir`` (scratch folder, visible to the host),
 ``--landmarker-wheel`` (downloaded by the host, so Prepare Models works from
 local files only), ``--live-clip`` (the shared talking head played several
 times over, written by the host: live plays it in real time, and a slow
-software-GL event loop needs more than its 20 s).
+software-GL event loop needs more than its 20 s), ``--rotated`` (a phone video
+with rotation metadata and an EXIF-rotated photo, with their upright pictures
+beside them, written by the host: the camera view must show them upright).
 
 The last step starts a capture and quits Blender in the middle of it
 (``wm.quit_blender``, as File > Quit): the host checks that nothing is
@@ -21,6 +23,7 @@ reported on the way out.
 """
 
 import argparse
+import math
 import os
 import subprocess
 import sys
@@ -48,7 +51,7 @@ STOP_LIVE = "bpy.ops.ddfa.live_stop()"
 
 def arguments():
     parser = argparse.ArgumentParser()
-    for name in ("--run-dir", "--shared", "--bfm-wheel", "--landmarker-wheel", "--live-clip"):
+    for name in ("--run-dir", "--shared", "--bfm-wheel", "--landmarker-wheel", "--live-clip", "--rotated"):
         parser.add_argument(name, required=True)
     argv = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
     return parser.parse_args(argv)
@@ -568,6 +571,102 @@ def live():
     ui.check(scene_state() == before, "after Esc the scene is as it was")
 
 
+def visible_box(area, region):
+    """The part of the 3D view's main region that no header, toolbar or sidebar overlaps:
+    (left, bottom, right, top) in region pixels."""
+    left, bottom, right, top = 0, 0, region.width, region.height
+    for other in area.regions:
+        if other == region or other.width <= 1 or other.height <= 1:
+            continue
+        if other.type == "UI":
+            right = min(right, other.x - region.x)
+        elif other.type == "TOOLS":
+            left = max(left, other.x + other.width - region.x)
+        elif other.type in ("HEADER", "TOOL_HEADER"):
+            top = min(top, other.y - region.y)
+    return left, bottom, right, top
+
+
+def camera_frame_shot(name):
+    """``yield from``: a screenshot of what the capture camera's view shows inside its frame
+    (the 3D view looking through the scene camera, zoomed out until the frame is clear of
+    headers and the sidebar; meshes, floor, axes, text and extras hidden): ``SHOTS/name.png``."""
+    from bpy_extras.view3d_utils import location_3d_to_region_2d
+
+    scene = bpy.context.scene
+    win, area, region, _ = gd.view3d()
+    space = area.spaces.active
+    view = space.region_3d
+    hidden = [o for o in bpy.context.view_layer.objects if o.type == "MESH" and o.visible_get()]
+    overlay = space.overlay
+    shown = {k: getattr(overlay, k) for k in ("show_floor", "show_axis_x", "show_axis_y", "show_text",
+                                             "show_cursor", "show_extras")}
+    before = (view.view_perspective, view.view_camera_zoom, tuple(view.view_camera_offset))
+    try:
+        for obj in hidden:
+            obj.hide_set(True)
+        for key in shown:
+            setattr(overlay, key, False)
+        view.view_perspective = "CAMERA"
+        camera = scene.camera
+        left, bottom, right, top = visible_box(area, region)
+        margin = 8
+        for zoom in range(0, -40, -4):
+            view.view_camera_zoom = zoom
+            view.view_camera_offset = (0.0, 0.0)
+            yield 0.2
+            gd.redraw()
+            corners = [location_3d_to_region_2d(region, view, camera.matrix_world @ corner)
+                       for corner in camera.data.view_frame(scene=scene)]
+            box = (min(c.x for c in corners), min(c.y for c in corners),
+                   max(c.x for c in corners), max(c.y for c in corners))
+            if box[0] > left + margin and box[1] > bottom + margin and box[2] < right - margin and box[3] < top - margin:
+                break
+        inset = 3  # the frame's own outline
+        x, y = gd.screen_xy(win, region, int(box[0]) + inset, int(box[3]) - inset)
+        width, height = int(box[2] - box[0]) - 2 * inset, int(box[3] - box[1]) - 2 * inset
+        path = os.path.join(gd.SHOTS, f"{name}.png")
+        subprocess.run(["import", "-window", "root", "-crop", f"{width}x{height}+{x}+{y}", "+repage", path],
+                       check=True)
+        gd.log("camera frame", name, f"{width}x{height}+{x}+{y}", "zoom", zoom)
+    finally:
+        view.view_perspective, view.view_camera_zoom, view.view_camera_offset = before
+        for key, value in shown.items():
+            setattr(overlay, key, value)
+        for obj in hidden:
+            obj.hide_set(False)
+
+
+def rotated_footage():
+    """A phone video with rotation metadata and a photo with an EXIF orientation: the
+    capture camera shows each upright behind the face (the host compares the camera
+    frame's screenshot with the upright picture)."""
+    ui.step("rotated_footage")
+    settings = capture_settings()
+    settings.source_kind = "FILE"
+    select_only()
+    for name, stem in (("phone90.mp4", "phone90"), ("IMG_0042.jpg", "IMG_0042")):
+        settings.source_file = os.path.join(ARGS.rotated, name)
+        ui.invalidate()
+        ui.expect_report("Info", rf"Captured \d+ frames into {stem}\.face0")
+        yield from ui.scroll_to_top()
+        if (yield from ui.click(CAPTURE)):
+            yield from run_capture([])
+            yield 0.3
+        face = bpy.data.objects.get(f"{stem}.face0")
+        ui.check(face is not None, f"{name} was captured")
+        camera = bpy.context.scene.camera
+        ui.check(camera is not None and camera.name == f"{stem}.camera", f"{stem}.camera is the scene camera")
+        if face is None or camera is None:
+            continue
+        background = camera.data.background_images[0]
+        ui.measure(f"{stem}_background", f"{round(math.degrees(background.rotation))}deg"
+                   f"{'_flipped' if background.use_flip_x else ''}_x{background.scale:.3f}")
+        bpy.context.scene.frame_set(bpy.context.scene.frame_start)
+        yield from camera_frame_shot(f"upright_{stem}")
+        select_only()
+
+
 def quit_mid_capture():
     """Start a capture and quit Blender meanwhile (the host checks the way out is silent)."""
     ui.step("quit_mid_capture")
@@ -582,7 +681,7 @@ def quit_mid_capture():
 
 
 PARTS = (startup, preferences_window, prepare_offline, prepare_local, capture, cancel, resmooth, retarget,
-         sub_panels, failed_steps, several_faces, live, quit_mid_capture)
+         sub_panels, failed_steps, several_faces, live, rotated_footage, quit_mid_capture)
 
 
 def scenario():

@@ -66,7 +66,9 @@ BLENDERS = {
     "5.2": Blender("5.2", "/opt/sid", "sid", "3.14", ("cattrs", "requests")),
 }
 STEPS = ("startup", "preferences", "prepare_offline", "prepare_local", "capture", "cancel", "resmooth",
-         "retarget", "sub_panels", "failed_bake", "injected_failure", "faces", "live", "live_esc", "quit_mid_capture")
+         "retarget", "sub_panels", "failed_bake", "injected_failure", "faces", "live", "live_esc",
+         "rotated_footage", "quit_mid_capture")
+ROTATED = ("phone90", "IMG_0042")  # footage stored turned, shown upright by players (rotated_media)
 DOCS_HEIGHT = 660  # px of the sidebar shown in the README's pictures (the panels' part of it)
 CONSOLE_REPORT = re.compile(r"^(Info|Warning|Error): (.*)$")
 PYTHON_ERRORS = re.compile(r"Traceback \(most recent call last\)|ReferenceError|Exception ignored|"
@@ -153,6 +155,37 @@ def live_clip(shared: pathlib.Path, folder: pathlib.Path, repeats: int = 8) -> p
     return path
 
 
+def rotated_media(shared: pathlib.Path, folder: pathlib.Path) -> pathlib.Path:
+    """Footage a phone writes, in ``folder``: ``phone90.mp4`` (the talking head's first
+    1.2 s stored turned a quarter clockwise, with the rotation tag that turns it back, as a
+    phone held upright writes it) and ``IMG_0042.jpg`` (a photo stored turned a quarter
+    counter-clockwise, EXIF orientation 6); beside each, ``<stem>.upright.png``: the
+    picture a player shows (the video's first frame)."""
+    import cv2
+    from PIL import Image
+
+    if shutil.which("ffmpeg") is None:
+        pytest.fail("ffmpeg is not installed (make test-gui installs Debian's ffmpeg)")
+    folder.mkdir(parents=True, exist_ok=True)
+    head = shared / "data" / "video" / "talking_head_640x360.mp4"
+    stored = folder / "stored90.mp4"
+    for args in (["-i", head, "-t", "1.2", "-an", "-vf", "transpose=1", "-c:v", "libx264", "-crf", "14", stored],
+                 ["-i", stored, "-c", "copy", "-metadata:s:v:0", "rotate=90", folder / "phone90.mp4"]):
+        subprocess.run(["ffmpeg", "-v", "error", "-y", *map(str, args)], check=True, timeout=120)
+    capture = cv2.VideoCapture(str(head))
+    ok, frame = capture.read()
+    capture.release()
+    assert ok, f"cannot read {head}"
+    cv2.imwrite(str(folder / "phone90.upright.png"), frame)
+    photo = cv2.imread(str(shared / "data" / "images" / "JianzhuGuo.jpg"))
+    cv2.imwrite(str(folder / "IMG_0042.upright.png"), photo)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "turn 90 degrees clockwise to show"
+    turned = cv2.rotate(photo, cv2.ROTATE_90_COUNTERCLOCKWISE)[:, :, ::-1]
+    Image.fromarray(turned).save(folder / "IMG_0042.jpg", exif=exif.tobytes(), quality=95)
+    return folder
+
+
 @dataclasses.dataclass
 class Step:
     name: str
@@ -173,9 +206,10 @@ class Outcome:
     steps: dict
     figures: dict
     shots: pathlib.Path
+    rotated: pathlib.Path = None
 
     @classmethod
-    def read(cls, blender, install_output, exit_code, output, shots):
+    def read(cls, blender, install_output, exit_code, output, shots, rotated=None):
         steps, figures, current = {}, {}, Step("before the first step")
         for line in output.splitlines():
             if line.startswith(f"{PREFIX} STEP "):
@@ -195,7 +229,7 @@ class Outcome:
                 match = CONSOLE_REPORT.match(line)  # printed when an operator finishes
                 if match:
                     current.reports.append(match.groups())
-        return cls(blender, install_output, exit_code, output, steps, figures, shots)
+        return cls(blender, install_output, exit_code, output, steps, figures, shots, rotated)
 
 
 @pytest.fixture(scope="module", params=os.environ.get("DDFA_GUI_BLENDERS", "4.3 5.2").split())
@@ -216,10 +250,11 @@ def outcome(request, shared_dir):
     shots = run_dir / "shots"
     shots.mkdir(parents=True)
     clip = live_clip(shared_dir, run_dir)
+    rotated = rotated_media(shared_dir, run_dir / "rotated")
     command = [str(TOOLS / "run.sh"), "--timeout", "900", str(ROOT / "tests" / "gui" / "scenario.py"), "--",
                "--run-dir", str(run_dir), "--shared", str(shared_dir),
                "--bfm-wheel", str(bfm_wheel), "--landmarker-wheel", str(landmarker_wheel),
-               "--live-clip", str(clip)]
+               "--live-clip", str(clip), "--rotated", str(rotated)]
     result = run_real_blender(command, chroot_env(blender, REAL_BLENDER_SHOTS=shots), timeout=1200)
     output = result.stdout + result.stderr
     log = BUILD / f"blender-{blender.name}.log"
@@ -227,7 +262,7 @@ def outcome(request, shared_dir):
     kept = BUILD / blender.name / "shots"
     shutil.rmtree(kept, ignore_errors=True)
     shutil.copytree(shots, kept)
-    result = Outcome.read(blender, install_output, result.returncode, output, kept)
+    result = Outcome.read(blender, install_output, result.returncode, output, kept, rotated)
     print(f"\n{blender.name}: {log}; figures: {result.figures}")
     if blender.name == "4.3" and os.environ.get("DDFA_GUI_DOCS") == "1":
         write_docs(kept, ROOT / "docs")
@@ -292,6 +327,31 @@ def test_step(outcome, name):
     for text in [t for _, t in step.reports] + step.logged:
         assert "scripts/" not in text and not re.search(r"\bDDFA_[A-Z]", text), (
             f"{name}: a command-line fix shown in Blender: {text}")
+
+
+def _similarity(a, b) -> float:
+    """Pearson correlation of two grey images of one size."""
+    import numpy as np
+
+    a, b = (np.asarray(i, dtype=np.float64).ravel() for i in (a, b))
+    a, b = a - a.mean(), b - b.mean()
+    return float(a @ b / max(np.sqrt((a @ a) * (b @ b)), 1e-9))
+
+
+@pytest.mark.parametrize("stem", ROTATED)
+def test_rotated_footage_is_shown_upright(outcome, stem):
+    """The capture camera's view (a screenshot of its frame) shows the footage as a player
+    does: it matches the upright picture, and much better than the picture turned half a
+    turn (one turned a quarter would be squeezed into the frame and match neither)."""
+    from PIL import Image, ImageOps
+
+    shot = outcome.shots / f"upright_{stem}.png"
+    assert shot.is_file(), f"no screenshot of the camera view for {stem} (step rotated_footage)"
+    seen = ImageOps.grayscale(Image.open(shot))
+    upright = ImageOps.grayscale(Image.open(outcome.rotated / f"{stem}.upright.png")).resize(seen.size)
+    scores = {"upright": _similarity(seen, upright), "half turn": _similarity(seen, upright.rotate(180))}
+    assert scores["upright"] > 0.8 and scores["upright"] > scores["half turn"] + 0.2, (
+        f"{stem}: the camera view does not show the footage upright: {scores}")
 
 
 def test_no_python_error_anywhere(outcome):
