@@ -323,7 +323,7 @@ def test_eyes_option_records_the_landmarker_channel(addon, fake_engine):
     (fake_engine["models"] / "face_landmarker.task").write_bytes(b"read, not run: capture is replaced")
     assert bpy.ops.ddfa.capture() == {"FINISHED"}
     channels = fake_engine["options"][-1].channels
-    assert [c.name for c in channels] == ["mp_blendshapes"]
+    assert [c.name for c in channels] == ["mp_blendshapes", "mp_geometry"]  # scores and landmark geometry
     addon.record_eyes = False
     assert bpy.ops.ddfa.capture() == {"FINISHED"}
     assert fake_engine["options"][-1].channels == []

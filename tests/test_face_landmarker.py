@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from ddfa_blender.core import face_landmarker
+from ddfa_blender.core import face_landmarker, landmark_geometry
 from ddfa_blender.core.engine import CaptureOptions, capture
 from ddfa_blender.core.errors import CaptureError
-from test_arkit import BLINKS, captured_take
+from test_arkit import BLINKS, captured_take, inner_lip_gap
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +22,20 @@ def test_channel_layout_in_the_take(shared_dir, models_dir):
     found = np.isfinite(scores).all(axis=1)
     assert found[take.valid].mean() > 0.95
     assert scores[found].min() >= 0.0 and scores[found].max() <= 1.0
+
+
+def test_landmark_geometry_is_recorded_beside_the_scores(shared_dir, models_dir):
+    """``ch.mp_geometry``: one row per face the landmarker found; its lip gap follows 3DDFA-V2's."""
+    take = captured_take(shared_dir, models_dir, "talking_head_640x360")
+    geometry = take.channels[landmark_geometry.CHANNEL_NAME]
+    assert geometry.shape == (len(take), len(landmark_geometry.COLUMNS))
+    assert take.meta["channels"][landmark_geometry.CHANNEL_NAME] == list(landmark_geometry.COLUMNS)
+    found = np.isfinite(take.channels[face_landmarker.CHANNEL_NAME]).all(axis=1)
+    np.testing.assert_array_equal(np.isfinite(geometry).all(axis=1), found)
+    gap = geometry[found, landmark_geometry.COLUMNS.index("lip_gap")]
+    assert np.corrcoef(gap, inner_lip_gap(take.lmk68[found]))[0, 1] > 0.7  # 0.82 measured
+    distance = geometry[found, landmark_geometry.COLUMNS.index("head_eye_distance")]
+    assert 0.15 < np.median(distance) < 0.5  # eye centres a quarter of the crop apart (0.25 measured)
 
 
 def test_blink_scores_peak_on_the_closed_eye_frames(shared_dir, models_dir):

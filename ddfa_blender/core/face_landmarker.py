@@ -1,4 +1,4 @@
-"""MediaPipe's face landmarker as an extra capture channel: its 52 blendshape scores.
+"""MediaPipe's face landmarker as extra capture channels: its 52 blendshape scores and landmark geometry.
 
 The landmarker (``face_landmarker.task``, Google, Apache-2.0, prepared into the
 models folder by :mod:`.model_setup`) predicts 478 landmarks and scores for 52
@@ -10,7 +10,10 @@ Recorded in the take as ``ch.mp_blendshapes`` (N, 52), one row per tracked
 face and frame, columns :data:`MEDIAPIPE_BLENDSHAPES` (MediaPipe's order and
 names: ``_neutral`` then the ARKit names less ``tongueOut``), scores in [0, 1],
 NaN where the landmarker found no face. "Left" is the performer's left, as
-in ARKit.
+in ARKit. Its 478 landmarks are recorded alongside, reduced to head-frame
+measurements (``ch.mp_geometry``, :mod:`.landmark_geometry`), by a companion
+extractor (:class:`LandmarkGeometryChannel`) that reads what the landmarker
+found on the same frame: the ARKit solver reads both.
 
 Speed: the landmarker runs on a crop around each tracked face (the tracker's
 ROI enlarged by ``crop_margin``, resized to ``crop_size`` px) rather than the
@@ -25,7 +28,7 @@ import os
 
 import numpy as np
 
-from . import mediapipe_tasks
+from . import landmark_geometry, mediapipe_tasks
 from .engine import ChannelExtractor
 from .errors import CaptureError
 
@@ -65,7 +68,7 @@ def landmarker_path(models_dir) -> str:
 
 
 def make_channels(models_dir=None) -> list:
-    """The extra capture channels retargeting needs: the MediaPipe landmarker (one extractor).
+    """The extra capture channels retargeting needs: MediaPipe's scores and its landmark geometry.
 
     ``models_dir``: the prepared models folder (None: the default one).
     """
@@ -73,7 +76,8 @@ def make_channels(models_dir=None) -> list:
         from .model_setup import default_models_dir
 
         models_dir = default_models_dir()
-    return [FaceLandmarkerChannel(landmarker_path(models_dir))]
+    scores = FaceLandmarkerChannel(landmarker_path(models_dir))
+    return [scores, LandmarkGeometryChannel(scores)]
 
 
 def crop_box(roi, margin: float = DEFAULT_CROP_MARGIN) -> np.ndarray:
@@ -114,11 +118,13 @@ class FaceLandmarkerChannel(ChannelExtractor):
         self.crop_size = crop_size
         self.crop_margin = float(crop_margin)
         self._landmarkers: dict[int, list] = {}  # track id -> [landmarker, last timestamp ms, closer]
+        self.landmarks: dict = {}  # track id -> landmarks (478, 3) found on the last frame extracted
 
     # -- ChannelExtractor ----------------------------------------------------------
 
     def extract(self, frame, observations) -> dict:
         """``{track_id: scores (52,)}`` for the tracked faces the landmarker found on ``frame``."""
+        self.landmarks = {}
         if not observations:
             return {}
         if self.crop_size is None:
@@ -166,6 +172,10 @@ class FaceLandmarkerChannel(ChannelExtractor):
         result = slot[0].detect_for_video(mediapipe_tasks.image_from_bgr(image_bgr), stamp)
         if not result.face_blendshapes:
             return None
+        # Normalised to the image's width and height: y to widths, so that all axes share one scale.
+        height, width = image_bgr.shape[:2]
+        points = np.array([(p.x, p.y, p.z) for p in result.face_landmarks[0]], dtype=np.float64)
+        self.landmarks[track_id] = points * np.array([1.0, height / width, 1.0])
         scores = np.full(len(MEDIAPIPE_BLENDSHAPES), np.nan, dtype=np.float32)
         for category in result.face_blendshapes[0]:
             if category.index is not None and 0 <= category.index < len(scores):
@@ -181,3 +191,22 @@ class FaceLandmarkerChannel(ChannelExtractor):
             output_face_blendshapes=True,
         )
         return vision.FaceLandmarker.create_from_options(options)
+
+
+class LandmarkGeometryChannel(ChannelExtractor):
+    """Records ``ch.mp_geometry``: the head-frame measurements of the landmarks ``scores`` found.
+
+    ``scores``: the :class:`FaceLandmarkerChannel` of the same capture; it
+    must come before this extractor in the capture's channel list (the
+    engine extracts channels in order). Nothing of its own to run or close.
+    """
+
+    name = landmark_geometry.CHANNEL_NAME
+    columns = list(landmark_geometry.COLUMNS)
+
+    def __init__(self, scores: FaceLandmarkerChannel):
+        self.scores = scores
+
+    def extract(self, frame, observations) -> dict:
+        """``{track_id: measurements (len(columns),)}`` for the faces the landmarker found on this frame."""
+        return {track: landmark_geometry.measure(points) for track, points in self.scores.landmarks.items()}
