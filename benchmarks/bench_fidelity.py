@@ -19,7 +19,9 @@ up: never rendered for tuning or training):
 4. compare with the truth, pooling the frames of all sequences: per ARKit
    channel the Pearson r and the mean absolute error of (a) **ours**, the
    avatar's keys, and (b) **MediaPipe** alone, its raw blendshape scores from
-   the same take (what a MediaPipe-only tool keys); per group (jaw, mouth,
+   the same take (what a MediaPipe-only tool keys); channel mixing (r of an
+   estimate against the truth of a channel it is often confused with:
+   :data:`MIXING`); per group (jaw, mouth,
    brows, eyes: blink/squint/wide, gaze, cheeks, nose) the mean r over the
    group's channels that move in the truth; head rotation error (geodesic
    angle between the avatar's rotation and the true one, mean and max) and
@@ -69,6 +71,10 @@ GROUPS = {
     "nose": ("noseSneerLeft", "noseSneerRight"),
 }
 MOVES = 0.02  # a channel moves in the truth when its standard deviation is above this
+# Channel mixing: (estimated channel, truth of another channel it must not follow).
+MIXING = (("mouthLowerDownLeft", "jawOpen"), ("mouthLowerDownRight", "jawOpen"), ("jawLeft", "jawOpen"),
+          ("mouthRollLower", "mouthSmileLeft"), ("mouthRollUpper", "mouthSmileRight"),
+          ("mouthFrownLeft", "cheekPuff"), ("mouthFrownRight", "cheekPuff"))
 AVATAR_OBJECT = sh.AVATAR_OBJECT
 
 
@@ -226,6 +232,14 @@ def report(results, out=sys.stdout) -> str:
             if name in ours_scores:
                 (ro, mo), (rm, mm) = ours_scores[name], mp_scores[name]
                 print(f"{name:22s} {ro:7.3f} {rm:7.3f} {mo:9.3f} {mm:8.3f}", file=out)
+    ours, mediapipe = pooled("ours"), pooled("mediapipe")
+    mixing = [(a, b) for a, b in MIXING if a in ours_scores and b in truth and truth[b].std() > MOVES]
+    if mixing:
+        print(f"\nchannel mixing: r of an estimate against another channel's truth (the truths' own r beside)\n"
+              f"{'estimate':20s} {'truth of':16s} {'r ours':>7s} {'r mp':>7s} {'truths':>7s}", file=out)
+    for a, b in mixing:
+        print(f"{a:20s} {b:16s} {pearson(ours[a], truth[b]):7.3f} {pearson(mediapipe[a], truth[b]):7.3f} "
+              f"{pearson(truth[a], truth[b]):7.3f}", file=out)
     groups_ours, groups_mp = group_means(ours_scores), group_means(mp_scores)
     print(f"\n{'group':8s} {'r ours':>7s} {'r mp':>7s} {'channels':>8s}", file=out)
     better = 0

@@ -5,9 +5,11 @@ Usage: python benchmarks/bench_retarget.py [--models DIR] [--shared DIR] [--vide
 For each video: capture with MediaPipe's face landmarker recorded, solve the
 ARKit channels (:func:`ddfa_blender.core.arkit.solve_arkit`) and print, per
 channel, the Pearson correlation between the solver and MediaPipe's own
-(neutral-calibrated) score over the tracked frames. Eye channels come from
-MediaPipe inside the solver, so they are listed separately (r = 1 by
-construction). A channel that does not move in one of the streams (standard
+(neutral-calibrated) score over the tracked frames, for every channel but
+the eyes' (they read MediaPipe alone, so they are listed separately), with
+what the solver read on the channel: ``3ddfa`` (3DDFA-V2's geometry),
+``fused`` (that and MediaPipe's evidence) or ``mediapipe`` (MediaPipe's
+landmarks and score). A channel that does not move in one of the streams (standard
 deviation below 0.01) has no correlation ("-"). Reported, not asserted.
 
 Then the landmarker's cost per call, on the faces of the first video: run on
@@ -100,11 +102,12 @@ def main(argv=None) -> int:
 
     names = list(next(iter(tables.values())))
     clips = list(tables)
-    print("Pearson r, ARKit solver (3DDFA-V2 geometry) vs MediaPipe blendshapes")
-    print(f"{'channel':22s}" + "".join(f"{c[:24]:>26s}" for c in clips))
+    print("Pearson r, ARKit solver vs MediaPipe blendshapes")
+    print(f"{'channel':22s}{'source':>10s}" + "".join(f"{c[:24]:>26s}" for c in clips))
     medians = {c: [] for c in clips}
     for name in names:
-        if tables[clips[0]][name][3] != "3ddfa":
+        source = tables[clips[0]][name][3]
+        if name.startswith("eye") or source == "none":
             continue
         cells = []
         for clip in clips:
@@ -112,9 +115,9 @@ def main(argv=None) -> int:
             cells.append(f"{'-' if r is None else f'{r:+.2f}':>26s}")
             if r is not None:
                 medians[clip].append(r)
-        print(f"{name:22s}" + "".join(cells))
-    print(f"{'median (moving)':22s}" + "".join(f"{np.median(medians[c]):>+26.2f}" for c in clips))
-    eyes = [n for n in names if tables[clips[0]][n][3] == "mediapipe"]
+        print(f"{name:22s}{source:>10s}" + "".join(cells))
+    print(f"{'median (moving)':32s}" + "".join(f"{np.median(medians[c]):>+26.2f}" for c in clips))
+    eyes = [n for n in names if n.startswith("eye")]
     none = [n for n in names if tables[clips[0]][n][3] == "none"]
     print(f"from MediaPipe inside the solver: {', '.join(eyes)}")
     print(f"not observable (always 0): {', '.join(none)}")

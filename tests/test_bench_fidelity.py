@@ -3,8 +3,9 @@
 A still synthetic head (held-out seed) smiles on its own left side and opens
 its jaw after a neutral second; the benchmark's own path (render, the CLI's
 capture + bake + retarget onto the same head, reading the avatar back,
-scoring) must see the jaw open and the smile, the head where it is, and
-print its last line. The full benchmark (minutes) stays out of the suite.
+scoring) must see the jaw open, the smile on the performer's left and not
+its right (ARKit's Left/Right convention, end to end), the head where it is,
+and print its last line. The full benchmark (minutes) stays out of the suite.
 """
 
 import io
@@ -30,12 +31,13 @@ def measured(shared_dir, models_dir, tmp_path_factory):
     return spec, result
 
 
-def test_tiny_sequence_reads_jaw_and_smile(measured):
+def test_tiny_sequence_reads_jaw_and_a_left_smile(measured):
     spec, result = measured
     neutral, held = slice(0, int(spec.fps) - 2), slice(-4, None)
-    jaw, left = (result.ours[n] for n in ("jawOpen", "mouthSmileLeft"))
+    jaw, left, right = (result.ours[n] for n in ("jawOpen", "mouthSmileLeft", "mouthSmileRight"))
     assert jaw[held].mean() > 0.2 and jaw[neutral].mean() < 0.1
     assert left[held].mean() > 0.3 and left[neutral].mean() < 0.1
+    assert left[held].mean() > right[held].mean() + 0.1  # the performer's left, not the mirror image
     error = bf.geodesic_deg(result.rotation, result.true_rotation)
     assert error.mean() < 6.0
     assert result.frames == spec.frames and result.loop_seconds > 0

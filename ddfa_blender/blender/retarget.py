@@ -12,14 +12,15 @@ Two ways to animate (``mode``):
   retarget, named ``<take>.retarget`` (its slots: the shape keys, the head
   object or the armature). Running it again replaces the previous keys.
 * ``"drivers"``: drivers that follow the captured face object (the BFM mesh
-  baked by :mod:`.bake`). A channel the solver reads linearly from the 3DDFA
-  expression becomes a driven custom property ``ddfa_src_<name>`` of the
-  captured face object, a formula over its ``exp_00`` .. ``exp_09`` key values
-  (so re-smoothing the captured face moves the avatar); any other source (the
-  eye channels, ``mp.*``, mouthFunnel) is keyed there as the same kind of
-  property. Each avatar key's driver reads those properties through its
-  mapping rows (a single row's curve becomes the driver F-curve's keys). The head rotation is a linear formula of the captured object's
-  quaternion. Only Python-free "simple expressions" are used, so the drivers
+  baked by :mod:`.bake`). A source that is a linear formula of the 3DDFA
+  expression (the ``3ddfa.*`` sources; the solver's own channels when it
+  read 3DDFA-V2 alone) becomes a driven custom property ``ddfa_src_<name>``
+  of the captured face object, a formula over its ``exp_00`` .. ``exp_09`` key
+  values (so re-smoothing the captured face moves the avatar); any other
+  source (the solver's fused channels, ``mp.*``) is keyed there as the same
+  kind of property. Each avatar key's driver reads those properties through
+  its mapping rows (a single row's curve becomes the driver F-curve's keys).
+  The head rotation is a linear formula of the captured object's quaternion. Only Python-free "simple expressions" are used, so the drivers
   run without "Auto Run Python Scripts".
 
 Head rotation (Blender frame of :mod:`..core.pose`: the captured head's
@@ -133,7 +134,9 @@ def retarget_object(
         from ..core.smoothing import smooth_take
 
         take = smooth_take(take, smoothing, face_model)
-    sources = core.take_sources(take, face_model, track=track, neutral=neutral, eyes=eyes)
+    smooth_seconds = smoothing.expression if smoothing is not None else 0.0
+    sources = core.take_sources(take, face_model, track=track, neutral=neutral, eyes=eyes,
+                                smooth_seconds=smooth_seconds)
     resolved = core.match_mapping(mapping, keys, sources.channels)
     if time_origin is None:
         time_origin = float(take_times(take).min())
@@ -150,7 +153,7 @@ def retarget_object(
                             rotation, axis_correction)
     else:
         action = None
-        _build_drivers(avatar, captured, resolved, sources, face_model, frames, head_target,
+        _build_drivers(avatar, captured, resolved, sources, frames, head_target,
                        head_bone, centre, axis_correction)
     head = "none" if head_target is None else (
         f"{head_target.name}:{head_bone}" if head_bone else head_target.name)
@@ -269,15 +272,13 @@ def _key_path(key: str) -> str:
 DRIVER_EXPRESSION_LIMIT = 255  # Blender keeps at most 255 characters of a driver expression
 
 
-def _build_drivers(avatar, captured, resolved, sources, face_model, frames, head_target,
+def _build_drivers(avatar, captured, resolved, sources, frames, head_target,
                    head_bone, centre, axis_correction) -> None:
     """Two levels: each source channel is a property of the captured face (driven from its
     ``exp_XX`` keys when linear, else keyed); each avatar key's driver reads those properties."""
-    from ..core.arkit import linear_channels
-
     _detach_retarget_action(avatar.data.shape_keys)
     scale = np.asarray(captured["ddfa_expression_scale"], dtype=np.float64)
-    linear = linear_channels(face_model, sources.arkit)
+    linear = sources.linear
     props = {}
 
     def source_property(source: str) -> str:

@@ -8,84 +8,58 @@ Names
     ``("eyeblink", "L")``: a base in lower case and a side (``"L"``, ``"R"``
     or ``None``); "Left" means the performer's left, as in ARKit.
 
-Solver (:func:`solve_arkit`): one row of weights in [0, 1] per take row.
-Everything is measured in the head's own frame: the 68 landmarks (and a few
-dense vertices for the cheeks) are rebuilt from the take's identity (the
-median of its shape coefficients) and each row's expression coefficients,
-without the head pose, so turning or tilting the head moves no channel.
-Each 3DDFA channel is a *signed geometric feature* (table below): a linear
-function of those points, divided by the face size (the distance between the
-outer eye corners, "IOD", about 9 cm) and read relative to the performer's
-neutral face::
+Solver (:func:`solve_arkit`): one row of weights in [0, 1] per take row, from
+all the evidence the take holds, each piece measured in the head's own frame
+so that turning the head moves no channel (:func:`gather_evidence`):
 
-    weight = clip(sign * (feature - feature_at_neutral) / full_scale, 0, 1)
+* ``ddfa.*``: 3DDFA-V2's geometry: signed distances (in inter-ocular
+  distances, IOD) between its 68 landmarks and dense cheek patches, rebuilt
+  from the take's identity (the median of its shape coefficients) and each
+  row's 10 expression coefficients, without the head pose
+  (:class:`FaceGeometry`); linear in the expression coefficients;
+* ``mp.*``: MediaPipe's 52 blendshape scores (``ch.mp_blendshapes``);
+* ``geo.*``: MediaPipe's 478 landmarks reduced to head-frame measurements
+  (``ch.mp_geometry``, :mod:`.landmark_geometry`): lip and lid gaps, mouth
+  corners, brows, cheeks, nose wings, the irises against the eye corners.
 
-``full_scale`` is the displacement (in IOD) at which an ARKit channel is at
-1. 3DDFA-V2 damps expressions (a regressor pulls toward the mean), so the
-scales are the displacements it reports on strong expressions, not anatomical
-ones: a wide-open laugh parts its inner lips by about 0.3 IOD, a broad smile
-lifts a mouth corner by about 0.04 IOD (see :data:`READOUTS`). Two
-channels of an antagonist pair share one feature (smile / frown, jawLeft /
-jawRight, mouthLeft / mouthRight, browDown / browOuterUp), one reading its
-positive part, the other its negative part. Because the features are linear
-in the 10 expression coefficients, each channel is ``clip(c . (e - e0) / s)``
-for a fixed 10-vector ``c`` (:func:`linear_channels`): drivers can evaluate
-it in Blender from the captured mesh's expression keys.
+Every feature is read relative to the performer's neutral face (its value
+there subtracted). Each channel is then ``clip(bias + sum(w_f * feature_f),
+0, 1)`` with per-channel weights (:class:`SolverModel`, shipped as
+``arkit_solver.json``) learned by ``scripts/fit_arkit_solver.py`` on
+synthetic performers with known weights (the ICT FaceKit head rendered by
+``benchmarks/synthetic_heads.py``, training seeds only), one model per
+evidence level, so a row uses the richest evidence it has: ``full`` (all
+three), ``scores`` (a take recorded before ``ch.mp_geometry`` existed), or
+``3ddfa`` (no MediaPipe: ``eyes="3ddfa"``, or the landmarker lost the face).
+A channel reads only the face regions that can show it (a brow never reads
+the mouth); eyes and gaze read MediaPipe alone when it is there. At the
+``3ddfa`` level every channel is a clipped linear formula of the expression
+coefficients (:func:`linear_channels`), which drivers can evaluate.
 
-3DDFA-V2's expression space has 10 dimensions, dominated by the mouth: brow
-and eyelid motion is small in it and eye direction is absent, so the eye
-channels come from MediaPipe's face landmarker when the take recorded it
-(``ch.mp_blendshapes``, :mod:`.face_landmarker`), calibrated per take in the
-same way (MediaPipe's own score minus its neutral, over its score at full).
+What the solver cannot see: ``tongueOut`` (nothing observes the tongue,
+always 0). Gaze needs MediaPipe (3DDFA-V2 has no eyes). Channels that move
+the face by a few millimetres (``mouthPress``, ``mouthDimple``,
+``cheekSquint``, ``eyeSquint``, ``eyeWide``, ``jawLeft``/``jawRight``) are
+read much less reliably than the mouth's large motions: see the fidelity
+table in the README (``benchmarks/bench_fidelity.py``).
 
-========================  ==========  =================================================
-channel                   source      what drives it (landmark numbers: iBUG 68, 0-based)
-========================  ==========  =================================================
-jawOpen                   3DDFA       inner-lip gap: upper 61-63 above lower 65-67
-mouthClose                none        not observable: the 3DDFA basis opens lips and jaw
-                                      together (their correlation is > 0.99 on footage)
-jawLeft / jawRight        3DDFA       chin 8 sideways from the nose base 33
-jawForward                3DDFA       chin 8 forward (toward the camera) of the nose base
-mouthLeft / mouthRight    3DDFA       mouth centre (48, 51, 54, 57) sideways from 33
-mouthSmile L/R            3DDFA       corner 54 / 48 up from the middle of the lip gap
-mouthFrown L/R            3DDFA       the same corner down
-mouthStretch L/R          3DDFA       corner outward from the midline beyond its rise
-mouthDimple L/R           3DDFA       corner backward (into the face) beyond its rise
-mouthPucker               3DDFA       mouth narrowing (48 to 54)
-mouthFunnel               3DDFA       narrowing while the lips are parted (the smaller
-                                      of pucker and a fifth of the jaw opening scale)
-mouthUpperUp L/R          3DDFA       upper lip 52 / 50 up from the nose base 33
-mouthLowerDown L/R        3DDFA       lower lip 56 / 58 down from its mouth corner 54 / 48
-mouthShrugUpper           3DDFA       upper-lip centre 51 up from 33
-mouthShrugLower           3DDFA       lower-lip centre 57 up away from the chin 8
-mouthRollUpper / Lower    3DDFA       upper (51 to 62) / lower (66 to 57) lip thinning
-mouthPress L/R            3DDFA       side lip thinning (52-63 and 65-56 / 50-61, 67-58)
-browDown L/R              3DDFA       brow 23-25 / 18-20 down toward its eye's centre
-browInnerUp               3DDFA       inner brows 21, 22 up from the inner eye corners
-browOuterUp L/R           3DDFA       outer brow 26 / 17 up from the outer eye corner
-cheekSquint L/R           3DDFA       dense cheek patch under each eye moving up
-cheekPuff                 3DDFA       dense cheek patches beside the mouth moving outward
-noseSneer L/R             3DDFA       nose wing 35 / 31 up toward the inner eye corner
-eyeBlink L/R              MediaPipe   its eyeBlink score (3DDFA fallback: upper lid
-                                      43-44 / 37-38 closing on the lower lid, weak)
-eyeSquint / eyeWide L/R   MediaPipe   its scores (fallback: lower-lid rise / lid gap)
-eyeLook{Up,Down,In,Out}   MediaPipe   its gaze scores (no 3DDFA fallback: 0)
-tongueOut                 none        nothing observes the tongue
-========================  ==========  =================================================
-
-Neutral calibration: the neutral of every channel is its median over the
-neutral frames: a frame range given by the caller, or by default the
+Neutral calibration: the neutral value of every feature is its median over
+the neutral frames: a frame range given by the caller, or by default the
 ``NEUTRAL_FRACTION`` of valid rows with the least activity (the smallest
 landmark displacement from the model's neutral expression, plus, with
-MediaPipe, the smallest sum of its non-eye scores). The eye channels
-calibrate on their ``EYE_NEUTRAL_PERCENTILE`` instead: eyes are open and
-looking ahead for most of any take, even one whose calmest frames have the
-eyes shut.
+MediaPipe, the smallest sum of its non-eye scores). Evidence about the eyes
+calibrates on all rows instead, even a take whose calmest frames have the
+eyes shut: the eyelids on the open end of their range and MediaPipe's eye
+scores on the low end of theirs (:data:`OPEN_EYE_PERCENTILE`), the other
+gaze evidence on its median (eyes look ahead most of the time).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+import os
 import re
 
 import numpy as np
@@ -109,7 +83,7 @@ ARKIT_NAMES = (
     "tongueOut",
 )
 EYE_CHANNELS = tuple(n for n in ARKIT_NAMES if n.startswith("eye"))
-UNSUPPORTED = ("mouthClose", "tongueOut")
+UNSUPPORTED = ("tongueOut",)
 MEDIAPIPE_CHANNEL = "mp_blendshapes"
 
 NEUTRAL_FRACTION = 0.1
@@ -168,62 +142,6 @@ _SIDES = {
                   brow=(20, 19, 18), brow_outer=17, eye=(36, 37, 38, 39, 40, 41),
                   eye_outer=36, eye_inner=39, lid_up=(37, 38), lid_low=(41, 40), nose_wing=31),
 }
-JAW_OPEN_FULL = 0.30  # inner-lip gap 3DDFA-V2 reports for a wide-open mouth, in IOD
-
-
-@dataclasses.dataclass(frozen=True)
-class _Readout:
-    """A channel read from one signed feature: ``clip(sign * (f - f0) / full, 0, 1)``."""
-
-    feature: str
-    sign: float
-    full: float
-
-
-def _readouts() -> dict[str, _Readout]:
-    table = {
-        "jawOpen": _Readout("lip_gap", 1.0, JAW_OPEN_FULL),
-        "jawLeft": _Readout("jaw_side", 1.0, 0.02),
-        "jawRight": _Readout("jaw_side", -1.0, 0.02),
-        "jawForward": _Readout("jaw_forward", 1.0, 0.03),
-        "mouthLeft": _Readout("mouth_side", 1.0, 0.02),
-        "mouthRight": _Readout("mouth_side", -1.0, 0.02),
-        "mouthPucker": _Readout("mouth_narrow", 1.0, 0.06),
-        "mouthShrugUpper": _Readout("upper_centre_up", 1.0, 0.06),
-        "mouthShrugLower": _Readout("lower_centre_up", 1.0, 0.03),
-        "mouthRollUpper": _Readout("upper_thin", 1.0, 0.03),
-        "mouthRollLower": _Readout("lower_thin", 1.0, 0.03),
-        "browInnerUp": _Readout("brow_inner_up", 1.0, 0.02),
-        "cheekPuff": _Readout("cheek_out", 1.0, 0.04),
-    }
-    for side in ("Left", "Right"):
-        table.update({
-            f"mouthSmile{side}": _Readout(f"corner_up_{side}", 1.0, 0.04),
-            f"mouthFrown{side}": _Readout(f"corner_up_{side}", -1.0, 0.03),
-            f"mouthStretch{side}": _Readout(f"corner_stretch_{side}", 1.0, 0.04),
-            f"mouthDimple{side}": _Readout(f"corner_back_{side}", 1.0, 0.04),
-            f"mouthUpperUp{side}": _Readout(f"upper_up_{side}", 1.0, 0.04),
-            f"mouthLowerDown{side}": _Readout(f"lower_down_{side}", 1.0, 0.18),
-            f"mouthPress{side}": _Readout(f"press_{side}", 1.0, 0.04),
-            f"browDown{side}": _Readout(f"brow_up_{side}", -1.0, 0.015),
-            f"browOuterUp{side}": _Readout(f"brow_outer_up_{side}", 1.0, 0.015),
-            f"cheekSquint{side}": _Readout(f"cheek_up_{side}", 1.0, 0.04),
-            f"noseSneer{side}": _Readout(f"nose_up_{side}", 1.0, 0.06),
-            f"eyeBlink{side}": _Readout(f"lid_gap_{side}", -1.0, 0.05),
-            f"eyeWide{side}": _Readout(f"lid_gap_{side}", 1.0, 0.02),
-            f"eyeSquint{side}": _Readout(f"lower_lid_up_{side}", 1.0, 0.01),
-        })
-    return table
-
-
-READOUTS = _readouts()
-FUNNEL_OPEN = JAW_OPEN_FULL / 5.0
-# How far a smiling mouth corner moves (outward, backward) per unit of rise in the
-# 3DDFA basis, per side (the basis is not symmetric), fitted on the sample footage:
-# stretch and dimple read the outward / backward motion beyond what the smile explains.
-SMILE_PULL = {"Left": (2.0, 3.2), "Right": (1.5, 2.3)}
-
-
 class FaceGeometry:
     """Signed features (in IOD) of faces in the head's frame, for one identity.
 
@@ -270,7 +188,6 @@ class FaceGeometry:
             "lower_thin": -(y[:, 66] - y[:, 57]),
             "brow_inner_up": my(21, 22) - my(39, 42),
         }
-        cheek_out = []
         for side, s in _SIDES.items():
             sign = s["sign"]
             corner_up = y[:, s["corner"]] - lip_mid
@@ -278,9 +195,8 @@ class FaceGeometry:
             corner_back = -(z[:, s["corner"]] - z[:, 33])
             eye_y = y[:, list(s["eye"])].mean(axis=1)
             f[f"corner_up_{side}"] = corner_up
-            pull_out, pull_back = SMILE_PULL[side]
-            f[f"corner_stretch_{side}"] = corner_out - pull_out * corner_up
-            f[f"corner_back_{side}"] = corner_back - pull_back * corner_up
+            f[f"corner_out_{side}"] = corner_out
+            f[f"corner_back_{side}"] = corner_back
             f[f"upper_up_{side}"] = y[:, s["upper"]] - y[:, 33]
             f[f"lower_down_{side}"] = -(y[:, s["lower"]] - y[:, s["corner"]])
             f[f"press_{side}"] = -((y[:, s["upper"]] - y[:, s["upper_in"]]) + (y[:, s["lower_in"]] - y[:, s["lower"]]))
@@ -292,8 +208,7 @@ class FaceGeometry:
             squint_rows, squint_eye = self._patch_slice(f"squint_{side}"), s["eye"]
             f[f"cheek_up_{side}"] = y[:, squint_rows].mean(axis=1) - y[:, list(squint_eye)].mean(axis=1)
             puff_rows, normal = self._patch_slice(f"puff_{side}"), self._patches[f"puff_{side}"][1]
-            cheek_out.append((p[:, puff_rows] @ normal).mean(axis=1) - (p[:, 33] @ normal))
-        f["cheek_out"] = (cheek_out[0] + cheek_out[1]) / 2.0
+            f[f"cheek_out_{side}"] = (p[:, puff_rows] @ normal).mean(axis=1) - (p[:, 33] @ normal)
         return f
 
     def _patch_slice(self, name) -> slice:
@@ -332,6 +247,199 @@ def _cheek_patches(face_model, identity, neutral_lmk, iod) -> dict:
     return patches
 
 
+# -- evidence -------------------------------------------------------------------------
+
+DDFA, SCORES, GEOMETRY = "ddfa.", "mp.", "geo."
+LEVELS = ("full", "scores", "3ddfa")  # evidence a row can have, most first
+EYE_FEATURE_WORDS = ("eye", "lid_", "gaze_")
+
+
+# Evidence of the eyelids closing: the sign it moves with on closure (its open end is its rest).
+CLOSURE_FEATURES = {
+    "mp.eyeBlinkLeft": 1.0, "mp.eyeBlinkRight": 1.0,
+    "geo.lid_gap_Left": -1.0, "geo.lid_gap_Right": -1.0,
+    "geo.lid_upper_Left": -1.0, "geo.lid_upper_Right": -1.0,
+    "ddfa.lid_gap_Left": -1.0, "ddfa.lid_gap_Right": -1.0,
+}
+OPEN_EYE_PERCENTILE = 5.0
+
+
+def is_eye_feature(name: str) -> bool:
+    """True for evidence about the eyes (calibrated on the typical open eye, see the module doc)."""
+    _, _, feature = name.partition(".")
+    return feature.startswith(EYE_FEATURE_WORDS) or feature.startswith("lower_lid")
+
+
+@dataclasses.dataclass
+class Evidence:
+    """Per-row evidence of one track, calibrated to the performer's neutral face.
+
+    ``features``: ``{name: (N,) float64}``: ``ddfa.<feature>`` (3DDFA-V2's
+    geometry, :class:`FaceGeometry`), ``mp.<ARKit name>`` (MediaPipe's
+    scores), ``geo.<column>`` (MediaPipe's landmarks, :mod:`.landmark_geometry`),
+    each minus its value on the neutral face; NaN where a row lacks it.
+    ``level``: (N,) index into :data:`LEVELS`, the richest evidence each
+    valid row has. ``zeros``: ``{name: value at neutral}``. ``neutral_rows``:
+    the rows calibrated as neutral. ``geometry``: the :class:`FaceGeometry`.
+    """
+
+    features: dict
+    level: np.ndarray
+    zeros: dict
+    neutral_rows: np.ndarray
+    geometry: FaceGeometry
+    valid: np.ndarray
+
+
+def gather_evidence(rows, face_model, neutral=None, eyes: str = "auto", smooth_seconds: float = 0.0) -> Evidence:
+    """The calibrated :class:`Evidence` of one track's rows (``take.for_track``).
+
+    ``eyes``: ``"auto"`` (MediaPipe's evidence when the take recorded it),
+    ``"mediapipe"`` (required) or ``"3ddfa"`` (3DDFA-V2 alone). ``neutral``:
+    see :func:`solve_arkit`. ``smooth_seconds``: sigma of the zero-lag
+    smoother (:func:`.smoothing.smooth_series`) run over MediaPipe's evidence,
+    as the bake's expression smoothing runs over 3DDFA-V2's (0: none); not
+    over the eyes' (a blink lasts a few frames).
+    """
+    valid = rows.valid.copy()
+    mp = _mediapipe(rows)
+    if eyes == "mediapipe" and mp is None:
+        raise CaptureError(
+            "The take has no MediaPipe channel for the eyes: capture it again with the face "
+            "landmarker (scripts/capture.py --retarget, or the panel's Eyes option)."
+        )
+    if eyes not in ("auto", "mediapipe", "3ddfa"):
+        raise CaptureError(f"Unknown eye source '{eyes}': use auto, mediapipe or 3ddfa.")
+    use_mediapipe = eyes != "3ddfa" and mp is not None
+    geometry = FaceGeometry(face_model, robust_identity(rows.param[valid]))
+    expr = np.where(valid[:, None], rows.param[:, 52:62], 0.0).astype(np.float64)
+    raw = {DDFA + k: v for k, v in geometry.features(expr).items()}
+    has_scores = np.zeros(len(rows), dtype=bool)
+    has_geometry = np.zeros(len(rows), dtype=bool)
+    if use_mediapipe:
+        scores = {SCORES + k: v for k, v in mp.items()}
+        has_scores = valid & np.isfinite(np.stack(list(scores.values()), axis=1)).all(axis=1)
+        raw.update(scores)
+        shape = _mediapipe_geometry(rows)
+        if shape is not None:
+            shape = {GEOMETRY + k: v for k, v in shape.items()}
+            has_geometry = has_scores & np.isfinite(np.stack(list(shape.values()), axis=1)).all(axis=1)
+            raw.update(shape)
+        if smooth_seconds > 0:
+            for name in raw:
+                if not name.startswith(DDFA) and not is_eye_feature(name):  # blinks stay sharp
+                    raw[name] = _smooth_runs(rows, raw[name], smooth_seconds)
+    neutral_rows = _neutral_rows(rows, valid, expr, geometry, mp if use_mediapipe else None, neutral)
+    zeros, features = {}, {}
+    for name, values in raw.items():
+        values = np.where(valid, values, np.nan)
+        finite = np.isfinite(values)
+        if neutral is None and finite.any() and (name in CLOSURE_FEATURES or name.startswith(SCORES + "eye")):
+            # The open eye: the open end of the eyelid's range (a take may keep its eyes shut a
+            # while); MediaPipe's eye scores rise from their rest: the low end of their range.
+            sign = CLOSURE_FEATURES.get(name, 1.0)
+            zeros[name] = float(np.percentile(sign * values[finite], OPEN_EYE_PERCENTILE) * sign)
+        else:
+            if is_eye_feature(name) and neutral is None:
+                picked = finite  # eyes look ahead most of any take
+            else:
+                picked = neutral_rows & finite
+                if not picked.any():
+                    picked = finite
+            zeros[name] = float(np.median(values[picked])) if picked.any() else 0.0
+        features[name] = values - zeros[name]
+        full = MEDIAPIPE_FULL.get(name[len(SCORES):]) if name.startswith(SCORES) else None
+        if full is not None:  # a closed eye reads about 1 on any face (MEDIAPIPE_FULL)
+            features[name] = features[name] / max(full - zeros[name], 0.05)
+    level = np.where(has_geometry, 0, np.where(has_scores, 1, 2))
+    return Evidence(features, level, zeros, neutral_rows, geometry, valid)
+
+
+def _smooth_runs(rows, values, sigma: float) -> np.ndarray:
+    """``values`` (N,) smoothed over each run of consecutive finite rows (NaN kept)."""
+    from .smoothing import smooth_series
+
+    out = np.array(values, dtype=np.float64)
+    finite = np.isfinite(out)
+    edges = np.flatnonzero(np.diff(np.r_[0, finite.astype(int), 0]))
+    times = np.where(np.isfinite(rows.time), rows.time, rows.frame / max(rows.fps, 1e-9))
+    for start, stop in zip(edges[::2], edges[1::2]):
+        out[start:stop] = smooth_series(times[start:stop], out[start:stop], sigma)
+    return out
+
+
+def _mediapipe_geometry(rows):
+    """MediaPipe's landmark geometry ``{column: (N,)}`` (NaN where it found no face), or None."""
+    from .landmark_geometry import CHANNEL_NAME, COLUMNS, FRAME_COLUMNS
+
+    values = rows.channels.get(CHANNEL_NAME)
+    if values is None:
+        return None
+    columns = rows.meta.get("channels", {}).get(CHANNEL_NAME, list(COLUMNS))
+    return {c: values[:, i].astype(np.float64) for i, c in enumerate(columns) if c not in FRAME_COLUMNS}
+
+
+# -- the learned solver ---------------------------------------------------------------
+
+SOLVER_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "arkit_solver.json")
+SOLVER_FORMAT = "ddfa-blender arkit solver"
+
+
+@dataclasses.dataclass
+class SolverModel:
+    """Per channel and evidence level, ``weight = clip(bias + sum(w_f * feature_f), 0, 1)``.
+
+    ``channels``: ``{ARKit name: {level: (bias, {feature: weight})}}``;
+    ``info``: how it was trained (``scripts/fit_arkit_solver.py`` writes
+    it, see ``arkit_solver.json``).
+    """
+
+    channels: dict
+    info: dict
+
+    @classmethod
+    def load(cls, path=SOLVER_FILE) -> "SolverModel":
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except (OSError, ValueError) as err:
+            raise CaptureError(f"Cannot read the ARKit solver {path} ({err}); reinstall the add-on.") from err
+        if data.get("format") != SOLVER_FORMAT:
+            raise CaptureError(f"{path} is not an ARKit solver file; reinstall the add-on.")
+        channels = {
+            name: {level: (float(m["bias"]), {k: float(v) for k, v in m["weights"].items()})
+                   for level, m in levels.items()}
+            for name, levels in data["channels"].items()
+        }
+        return cls(channels, data.get("info", {}))
+
+    def evaluate(self, name: str, level: str, features: dict) -> np.ndarray | None:
+        """The channel's weights (N,) from calibrated features at ``level``; None without a model."""
+        model = self.channels.get(name, {}).get(level)
+        if model is None:
+            return None
+        bias, weights = model
+        n = len(next(iter(features.values())))
+        total = np.full(n, bias)
+        for feature, weight in weights.items():
+            total = total + weight * features[feature]
+        return np.clip(total, 0.0, 1.0)
+
+    def source(self, name: str, level: str) -> str:
+        """``"3ddfa"``, ``"mediapipe"``, ``"fused"`` or ``"none"``: what the channel reads at ``level``."""
+        model = self.channels.get(name, {}).get(level)
+        if model is None or not model[1]:
+            return "none"
+        ddfa = {f.startswith(DDFA) for f in model[1]}
+        return "fused" if len(ddfa) == 2 else ("3ddfa" if ddfa == {True} else "mediapipe")
+
+
+@functools.lru_cache(maxsize=4)
+def default_solver(path=SOLVER_FILE) -> SolverModel:
+    """The solver shipped with the add-on (read once)."""
+    return SolverModel.load(path)
+
+
 # -- solver ---------------------------------------------------------------------------
 
 
@@ -340,13 +448,14 @@ class ArkitWeights:
     """ARKit weights for one track of a take.
 
     ``weights`` (N, 52) float32 in [0, 1], columns :data:`ARKIT_NAMES`, NaN on
-    rows without a face (or, for the eye channels, without a MediaPipe
-    result). ``frame``, ``time``, ``valid``: the track's take rows.
-    ``sources``: channel -> ``"3ddfa"``, ``"mediapipe"`` or ``"none"``.
-    ``neutral_frames``: the source frame numbers calibrated as neutral.
-    ``identity``: the shape coefficients (40,) the geometry was built with.
-    ``zeros``: for each channel read linearly from 3DDFA, its feature's value
-    at neutral (see :func:`linear_channels`).
+    rows without a face. ``frame``, ``time``, ``valid``: the track's take rows.
+    ``sources``: channel -> ``"3ddfa"``, ``"mediapipe"``, ``"fused"`` (both)
+    or ``"none"``: the evidence it read on most rows. ``neutral_frames``: the
+    source frame numbers calibrated as neutral. ``identity``: the shape
+    coefficients (40,) the geometry was built with. ``linear``: for each
+    channel read from 3DDFA-V2 alone on every row, ``(a (10,), b)`` with
+    ``weight = clip(a . e + b, 0, 1)`` for expression coefficients ``e``
+    (see :func:`linear_channels`).
     """
 
     weights: np.ndarray
@@ -356,7 +465,7 @@ class ArkitWeights:
     sources: dict
     neutral_frames: np.ndarray
     identity: np.ndarray | None = None
-    zeros: dict = dataclasses.field(default_factory=dict)
+    linear: dict = dataclasses.field(default_factory=dict)
     names: tuple = ARKIT_NAMES
 
     def channel(self, name: str) -> np.ndarray:
@@ -378,56 +487,43 @@ def solve_arkit(
     track: int = 0,
     neutral=None,
     eyes: str = "auto",
+    smooth_seconds: float = 0.0,
+    solver: SolverModel | None = None,
 ) -> ArkitWeights:
-    """ARKit weights for ``track`` of ``take`` (see the module doc for each channel).
+    """ARKit weights for ``track`` of ``take`` (see the module doc).
 
     ``neutral``: None to find the calmest frames automatically, or a
     ``(first, last)`` source frame range (inclusive) holding the performer's
     rest face. ``eyes``: ``"mediapipe"`` (the take must hold
-    ``ch.mp_blendshapes``), ``"3ddfa"`` (lid geometry only, no gaze) or
-    ``"auto"`` (MediaPipe when recorded). Raises CaptureError for a track
-    without valid rows or a neutral range without any.
+    ``ch.mp_blendshapes``), ``"3ddfa"`` (3DDFA-V2's geometry alone: no gaze)
+    or ``"auto"`` (MediaPipe's evidence when recorded). ``smooth_seconds``:
+    see :func:`gather_evidence`. ``solver``: None for the shipped one.
+    Raises CaptureError for a track without valid rows or a neutral range
+    without any.
     """
     rows = take.for_track(track)
-    valid = rows.valid.copy()
-    if not valid.any():
+    if not rows.valid.any():
         raise CaptureError(f"Track {track} has no frame with a face; nothing to solve.")
-    mp = _mediapipe(rows)
-    if eyes == "auto":
-        eyes = "mediapipe" if mp is not None else "3ddfa"
-    if eyes == "mediapipe" and mp is None:
-        raise CaptureError(
-            "The take has no MediaPipe channel for the eyes: capture it again with the face "
-            "landmarker (scripts/capture.py --retarget, or the panel's Eyes option)."
-        )
-    if eyes not in ("mediapipe", "3ddfa"):
-        raise CaptureError(f"Unknown eye source '{eyes}': use auto, mediapipe or 3ddfa.")
-
-    geometry = FaceGeometry(face_model, robust_identity(rows.param[valid]))
-    expr = np.where(valid[:, None], rows.param[:, 52:62], 0.0).astype(np.float64)
-    features = geometry.features(expr)
-    neutral_rows = _neutral_rows(rows, valid, expr, geometry, mp, neutral)
-
+    solver = solver or default_solver()
+    evidence = gather_evidence(rows, face_model, neutral, eyes, smooth_seconds)
+    valid = evidence.valid
     n = len(rows)
-    weights = np.zeros((n, len(ARKIT_NAMES)), dtype=np.float64)
-    sources, zeros = {}, {}
+    weights = np.zeros((n, len(ARKIT_NAMES)))
+    sources, linear = {}, {}
+    counts = np.bincount(evidence.level[valid], minlength=len(LEVELS))
+    main_level = LEVELS[int(np.argmax(counts))]
     for i, name in enumerate(ARKIT_NAMES):
-        if name in UNSUPPORTED or (name.startswith("eyeLook") and eyes != "mediapipe"):
-            sources[name] = "none"
-            continue
-        if name in EYE_CHANNELS and eyes == "mediapipe":
-            weights[:, i] = _mediapipe_weight(mp, name, neutral_rows, neutral is None)
-            sources[name] = "mediapipe"
-            continue
-        if name == "mouthFunnel":
-            pucker = _weight(features, READOUTS["mouthPucker"], neutral_rows)
-            opening = np.clip((features["lip_gap"] - np.median(features["lip_gap"][neutral_rows])) / FUNNEL_OPEN, 0, 1)
-            weights[:, i] = np.minimum(pucker, opening)
-        else:
-            readout = READOUTS[name]
-            zeros[name] = float(np.median(features[readout.feature][neutral_rows]))
-            weights[:, i] = _weight(features, readout, neutral_rows)
-        sources[name] = "3ddfa"
+        for index, level in enumerate(LEVELS):
+            picked = valid & (evidence.level == index)
+            if not picked.any():
+                continue
+            features = {k: v[picked] for k, v in evidence.features.items()}
+            values = solver.evaluate(name, level, features)
+            if values is not None:
+                weights[picked, i] = values
+        sources[name] = solver.source(name, main_level)
+        if counts[LEVELS.index("3ddfa")] == valid.sum() and sources[name] == "3ddfa":
+            linear[name] = _linear_formula(solver, name, evidence)
     weights[~valid] = np.nan
     return ArkitWeights(
         weights=weights.astype(np.float32),
@@ -435,35 +531,34 @@ def solve_arkit(
         time=rows.time.copy(),
         valid=valid,
         sources=sources,
-        neutral_frames=rows.frame[neutral_rows],
-        identity=geometry.identity,
-        zeros=zeros,
+        neutral_frames=rows.frame[evidence.neutral_rows],
+        identity=evidence.geometry.identity,
+        linear=linear,
     )
 
 
-def linear_channels(face_model, weights: ArkitWeights) -> dict[str, tuple[np.ndarray, float]]:
+def _linear_formula(solver: SolverModel, name: str, evidence: Evidence) -> tuple[np.ndarray, float]:
+    """``(a, b)`` of a 3DDFA-only channel: its clipped model as a formula of the 10 expression coefficients."""
+    bias, weights = solver.channels[name]["3ddfa"]
+    base = evidence.geometry.features(np.zeros((1, 10)))
+    unit = evidence.geometry.features(np.eye(10))
+    a, b = np.zeros(10), bias
+    for feature, weight in weights.items():
+        key = feature[len(DDFA):]
+        a += weight * (unit[key] - base[key][0])
+        b += weight * (base[key][0] - evidence.zeros[feature])
+    return a, float(b)
+
+
+def linear_channels(weights: ArkitWeights) -> dict[str, tuple[np.ndarray, float]]:
     """``{channel: (a (10,), b)}`` with ``weight = clip(a . e + b, 0, 1)`` for expression ``e``.
 
-    For the channels of ``weights`` read linearly from 3DDFA (those in its
-    ``zeros``): the same numbers as the solver, as a formula a driver can
-    evaluate from the 10 expression coefficients alone.
+    For the channels of ``weights`` read from 3DDFA-V2 alone (a solve with
+    ``eyes="3ddfa"``, or a take without MediaPipe): the same numbers as the
+    solver, as a formula a driver can evaluate from the 10 expression
+    coefficients alone.
     """
-    geometry = FaceGeometry(face_model, weights.identity)
-    base = geometry.features(np.zeros((1, 10)))
-    unit = geometry.features(np.eye(10))
-    out = {}
-    for name, zero in weights.zeros.items():
-        readout = READOUTS[name]
-        origin = base[readout.feature][0]
-        slope = unit[readout.feature] - origin
-        out[name] = (readout.sign * slope / readout.full, readout.sign * (origin - zero) / readout.full)
-    return out
-
-
-def _weight(features, readout: _Readout, neutral_rows) -> np.ndarray:
-    value = features[readout.feature]
-    zero = np.median(value[neutral_rows])
-    return np.clip(readout.sign * (value - zero) / readout.full, 0.0, 1.0)
+    return dict(weights.linear)
 
 
 def _mediapipe(rows):

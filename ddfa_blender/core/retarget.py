@@ -9,8 +9,11 @@ clamp limits and an optional curve. A row's value on each frame is::
     v = clip(v, clamp_min, clamp_max)
 
 Sources are named channels of a take (:func:`take_sources`): the ARKit
-solver's 52 channels under their ARKit names (``jawOpen``, ...), and, when
-the take recorded MediaPipe, its own calibrated channels as ``mp.<name>``.
+solver's 52 channels under their ARKit names (``jawOpen``, ...: all the
+evidence fused), the solver on 3DDFA-V2's geometry alone as
+``3ddfa.<name>``, and, when the take recorded MediaPipe, MediaPipe's own
+calibrated scores as ``mp.<name>``. A preset chooses a channel's source by
+naming it: ``{"source": "mp.browInnerUp", "target": "browInnerUp"}``.
 
 Targets are matched against an avatar's shape-key names across naming
 conventions (:func:`.arkit.canonical`): a row for ``eyeBlinkLeft`` drives
@@ -45,6 +48,7 @@ from .errors import CaptureError
 FORMAT = "ddfa-blender mapping"
 VERSION = 1
 MEDIAPIPE_PREFIX = "mp."
+DDFA_PREFIX = "3ddfa."
 IGNORED_KEYS = ("basis",)
 
 
@@ -291,25 +295,39 @@ def match_mapping(mapping: Mapping, keys, sources=None) -> ResolvedMapping:
 
 @dataclasses.dataclass
 class TakeSources:
-    """Named per-row source channels of one track (see :func:`take_sources`)."""
+    """Named per-row source channels of one track (see :func:`take_sources`).
+
+    ``linear``: ``{source: (a (10,), b)}`` for the sources that are a clipped
+    linear formula of the 10 expression coefficients (drivers can evaluate
+    them from the captured face, see :func:`.arkit.linear_channels`).
+    """
 
     frame: np.ndarray
     time: np.ndarray
     valid: np.ndarray
     channels: dict
     arkit: object  # the solver's ArkitWeights
+    linear: dict = dataclasses.field(default_factory=dict)
 
 
-def take_sources(take, face_model, track: int = 0, neutral=None, eyes: str = "auto") -> TakeSources:
-    """The channels a mapping can read for ``track``: solver channels and ``mp.*``.
+def take_sources(take, face_model, track: int = 0, neutral=None, eyes: str = "auto",
+                 smooth_seconds: float = 0.0) -> TakeSources:
+    """The channels a mapping can read for ``track``: the solver's, ``3ddfa.*`` and ``mp.*``.
 
-    ``neutral`` and ``eyes`` are passed to :func:`.arkit.solve_arkit`.
+    ``neutral``, ``eyes`` and ``smooth_seconds`` are passed to
+    :func:`.arkit.solve_arkit` (pass the take smoothed as the bake was, and
+    the bake's expression smoothing as ``smooth_seconds``).
     """
-    from .arkit import mediapipe_weights, solve_arkit
+    from .arkit import linear_channels, mediapipe_weights, solve_arkit
 
-    solved = solve_arkit(take, face_model, track=track, neutral=neutral, eyes=eyes)
+    solved = solve_arkit(take, face_model, track=track, neutral=neutral, eyes=eyes,
+                         smooth_seconds=smooth_seconds)
+    geometry_only = solve_arkit(take, face_model, track=track, neutral=neutral, eyes="3ddfa")
     channels = solved.as_dict()
+    channels.update({DDFA_PREFIX + name: values for name, values in geometry_only.as_dict().items()})
+    linear = dict(linear_channels(solved))
+    linear.update({DDFA_PREFIX + name: formula for name, formula in linear_channels(geometry_only).items()})
     mp = mediapipe_weights(take, track=track, neutral=neutral)
     if mp is not None:
         channels.update({MEDIAPIPE_PREFIX + name: values for name, values in mp.as_dict().items()})
-    return TakeSources(solved.frame, solved.time, solved.valid, channels, solved)
+    return TakeSources(solved.frame, solved.time, solved.valid, channels, solved, linear)
