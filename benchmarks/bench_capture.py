@@ -9,13 +9,17 @@ Figures (medians over repeats):
 * end-to-end fps of the capture loop (decode included, overlapped with
   inference on a second thread; start-up excluded: models, detector and the
   first frame are the cold start) with 1 and 2 onnxruntime threads;
+* eyes on: the same on the 640x360 talking head with MediaPipe's face
+  landmarker recorded (what the panel and ``--retarget`` capture), 1 thread,
+  and its ratio to the eyes-off figure (a machine's load moves both alike);
 * cold start: wall time of ``scripts/capture.py --take`` on the 55-frame
   720p sample, as a user runs it (new process, imports, models, all frames);
 * regress_ratio: our regression step (uint8 crops -> de-normalised
   parameters) over a bare ``session.run`` on the same, already normalised
   crops with the same session.
 
-The last line is ``end_to_end_fps=<720p, 1 ORT thread + decode thread> regress_ratio=<ours/bare>``.
+The last line is ``end_to_end_fps=<720p, 1 ORT thread + decode thread> regress_ratio=<ours/bare>
+fps_eyes_360p=<eyes on> eyes_ratio=<eyes on / eyes off, 360p>``.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import numpy as np  # noqa: E402
 from ddfa_blender.core import reconstruct  # noqa: E402
 from ddfa_blender.core.detector import FaceDetector  # noqa: E402
 from ddfa_blender.core.engine import CaptureOptions, capture, load_face_model  # noqa: E402
+from ddfa_blender.core.face_landmarker import make_channels  # noqa: E402
 from ddfa_blender.core.model_setup import default_models_dir  # noqa: E402
 from ddfa_blender.core.regressor import Regressor, resolve_model  # noqa: E402
 from ddfa_blender.core.sources import open_source  # noqa: E402
@@ -154,6 +159,15 @@ def main() -> None:
         regressor = Regressor(resolve_model("mb05", models_dir), threads=1)
         stages = stage_costs(video, take, regressor, face, detector)
         print(f"{name} per-stage ms/frame (1 thread): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
+    video = os.path.join(SHARED, "data/video", VIDEOS[1])
+    fps = []
+    for _ in range(args.repeats):
+        take = capture(video, CaptureOptions(models_dir=models_dir, threads=1, channels=make_channels(models_dir)))
+        fps.append((len(take) - 1) / take.meta["loop_seconds"])
+    eyes = statistics.median(fps)
+    eyes_ratio = eyes / results[(VIDEOS[1], 1)]
+    print(f"{VIDEOS[1]} eyes on (MediaPipe face landmarker), onnxruntime threads=1: end-to-end {eyes:.0f} fps, "
+          f"{eyes_ratio:.2f} x eyes off")
     video = os.path.join(SHARED, "data/video", VIDEOS[0])
     regressor = Regressor(resolve_model("mb05", models_dir), threads=1)
     golden = np.load(os.path.join(SHARED, "data/golden/mb05_params.npz"))["crops_bgr_uint8"]
@@ -161,7 +175,8 @@ def main() -> None:
     print(f"regression per crop: ours {ours_ms:.3f} ms, bare onnxruntime {bare_ms:.3f} ms, ratio {ratio:.3f}")
     start_s = cold_start(video, models_dir, 3)
     print(f"cold start, scripts/capture.py --take on {VIDEOS[0]} (55 frames): {start_s:.2f} s")
-    print(f"end_to_end_fps={results[(VIDEOS[0], 1)]:.1f} regress_ratio={ratio:.3f}")
+    print(f"end_to_end_fps={results[(VIDEOS[0], 1)]:.1f} regress_ratio={ratio:.3f} "
+          f"fps_eyes_360p={eyes:.1f} eyes_ratio={eyes_ratio:.3f}")
 
 
 if __name__ == "__main__":
