@@ -41,6 +41,7 @@ MAX_ROUNDS = 2000
 FRAMES_PER_CLIP = 3
 MAX_SAMPLES = 12000
 MAX_CLIPS_PER_FRAME = 4
+MAX_OTHER_SAMPLES = 3000
 OUT_OF_PLANE = 0.5  # fraction of synthetic clips re-rendered at another head rotation
 CHECK_CROPS = 64
 
@@ -82,7 +83,7 @@ def build_training_set(model, face_t, footage, labels, usable, rng, frames=FRAME
     per_frame = int(np.clip(MAX_SAMPLES // (len(rows) * frames), 1, MAX_CLIPS_PER_FRAME))
     spread = synthesis.MoveSpread()
     label_points = landmarks_crop_t(face_t, labels.param[rows])
-    crops, targets, points, label_pts = [], [], [], []
+    crops, targets, points, label_pts, move_list = [], [], [], [], []
     for index, row in enumerate(rows):
         for _ in range(per_frame):
             context, param, evidence, own = footage.context[row], labels.param[row], labels.points[row], label_points[index]
@@ -98,6 +99,7 @@ def build_training_set(model, face_t, footage, labels, usable, rng, frames=FRAME
                 targets.append(synthesis.move_param(param, a, b))
                 points.append(synthesis.move_points(evidence, a, b))
                 label_pts.append(synthesis.move_points(own, a, b))
+                move_list.append(np.c_[a, b])
     crops = np.concatenate(crops)
     target = torch.as_tensor(np.asarray(targets), dtype=torch.float32)
     return training.TrainingSet(
@@ -105,7 +107,31 @@ def build_training_set(model, face_t, footage, labels, usable, rng, frames=FRAME
         target_raw=face_t.normalise(target),
         points=torch.as_tensor(np.asarray(points), dtype=torch.float32),
         label_points=torch.as_tensor(np.asarray(label_pts), dtype=torch.float32),
+        moves=torch.as_tensor(np.asarray(move_list), dtype=torch.float32),
         frames=frames,
+    )
+
+
+def build_other_faces(model, footage, rng, frames=FRAMES_PER_CLIP, max_samples=MAX_OTHER_SAMPLES) -> training.OtherFaces:
+    """Synthetic clips of other people's tracked frames, labelled by ``model`` (still the stock).
+
+    Rows are taken evenly over the footage, one clip of in-plane moves each, at most
+    ``max_samples`` samples in all; must run before training changes ``model``.
+    """
+    count = min(len(footage), max(1, max_samples // frames))
+    rows = np.linspace(0, len(footage) - 1, count).round().astype(int)
+    spread = synthesis.MoveSpread()
+    crops, move_list = [], []
+    for row in rows:
+        moves = synthesis.clip_moves(rng, frames, spread)
+        clip = np.stack([synthesis.render_move(footage.context[row], a, b) for a, b in moves])
+        crops.append(synthesis.photometric(rng, clip))
+        move_list.extend(np.c_[a, b] for a, b in moves)
+    features = training.trunk_features(model, np.concatenate(crops))
+    teacher_raw, teacher_lmk = training.tail_outputs(model, features)
+    return training.OtherFaces(
+        features=features, teacher_raw=teacher_raw, teacher_lmk=teacher_lmk,
+        moves=torch.as_tensor(np.asarray(move_list), dtype=torch.float32), frames=frames,
     )
 
 
@@ -170,6 +196,8 @@ def adapt(
     threads: int | None = None,
     train_blocks: bool = True,
     max_rounds: int = MAX_ROUNDS,
+    other_faces=(),
+    weights: training.Weights | None = None,
 ) -> AdaptResult:
     """Adapt ``base`` to the performer in ``clips`` and write the checked model to ``output``.
 
@@ -177,6 +205,9 @@ def adapt(
     fraction)`` reports ``tracking``, ``labels``, ``synthesis``, ``training`` and
     ``export``. ``should_stop()`` true cancels (CaptureCancelled; nothing written).
     ``threads``: PyTorch's CPU threads (None: its default, one per core).
+    ``other_faces``: clips of people other than the performer (any faces it tracks): the
+    stock network's outputs on them are kept (distillation), so that the adapted model
+    still works on other faces. ``weights``: the loss weights (default :class:`training.Weights`).
     Raises CaptureError for footage with too few usable frames, or a failed check.
     """
     if threads:
@@ -209,12 +240,20 @@ def adapt(
     torch.manual_seed(seed)
     held = validation_rows(footage, usable)
     data = build_training_set(model, face_t, footage, labels, usable & ~held, rng, face=face)
+    other = None
+    if other_faces:
+        others = collect(list(other_faces), models_dir, model=resolve_model(base, models_dir), mesh=False,
+                         should_stop=should_stop)
+        if len(others) == 0:
+            raise CaptureError(f"No face tracked in the other-faces footage {', '.join(str(c) for c in other_faces)}.")
+        other = build_other_faces(model, others, rng)
     validate = validation_score(model, face_t, footage, labels, held)
     seconds["synthesis"] = time.perf_counter() - mark
     duration = footage_seconds(footage, usable)
     budget = 60.0 * minutes if minutes is not None else TRAIN_SECONDS_PER_FOOTAGE_SECOND * duration
     mark = time.perf_counter()
-    trainer = training.MetaJointTrainer(model, face_t, data, seed=seed, train_blocks=train_blocks)
+    trainer = training.MetaJointTrainer(model, face_t, data, seed=seed, train_blocks=train_blocks,
+                                        weights=weights, other=other)
     trainer.run(budget, max_rounds, validate=validate, progress=lambda f: report("training", f), should_stop=should_stop)
     seconds["training"] = time.perf_counter() - mark
     mark = time.perf_counter()
@@ -224,6 +263,7 @@ def adapt(
     check_rows = rows[np.linspace(0, len(rows) - 1, min(CHECK_CROPS, len(rows))).astype(int)]
     crops = np.stack([synthesis.render_move(footage.context[r], np.eye(2), np.zeros(2)) for r in check_rows])
     note = {"clips": [str(c) for c in clips], "frames": int(usable.sum()), "base": str(base),
+            "other_faces": [str(c) for c in other_faces],
             "window": list(window) if window else None, "rounds": len(trainer.history)}
     onnx_model = export.build(model, props, note)
     if should_stop is not None and should_stop():

@@ -27,6 +27,14 @@ the label in the same space; de-normalised parameters ``p = raw * std + mean``
   points.
 * :func:`prior`: keeps shape and expression plausible against the BFM prior
   as the regressor learnt it: a penalty on z-scores beyond ``PRIOR_SIGMAS``.
+* :func:`temporal_consistency`: the short-video synthesis's point, stated as
+  a loss: the frames of a synthetic clip show one face under different
+  in-plane moves (similarity transforms), so the predicted landmarks, each
+  frame's mapped back through the inverse of its own move, must coincide.
+  Needs no label, so it also applies to clips of other faces.
+* :func:`distillation`: the stock network as teacher on clips of other
+  faces: the student's vertex distance to the teacher's parameters plus its
+  landmark head's squared distance to the teacher's.
 """
 
 from __future__ import annotations
@@ -130,3 +138,26 @@ def cycle_2d(face: TorchFace, raw, raw_lmk):
 def prior(raw):
     """Mean squared excess of the shape and expression z-scores beyond ``PRIOR_SIGMAS``."""
     return torch.relu(raw[:, ALPHA].abs() - PRIOR_SIGMAS).pow(2).mean()
+
+
+def unmove_points(points, moves):
+    """Crop points (B, K, 2) mapped back through moves (B, 2, 3) ``c' = A c + b``: ``A^-1 (c' - b)``."""
+    linear, offset = moves[:, :, :2], moves[:, :, 2]
+    return torch.einsum("bij,bkj->bki", torch.linalg.inv(linear), points - offset[:, None, :])
+
+
+def temporal_consistency(face: TorchFace, raw, moves, frames: int):
+    """Mean squared spread (crop px^2) of a clip's landmarks, each frame's mapped back.
+
+    ``raw`` (B, 62) for B = clips x ``frames`` samples stored clip-major, ``moves`` (B, 2, 3)
+    the in-plane move of each sample's crop. Zero exactly when the predicted 68 landmarks
+    transform with the similarity transform from frame to frame.
+    """
+    back = unmove_points(face.landmarks_crop(face.denormalise(raw)), moves).reshape(-1, frames, 68, 2)
+    return (back - back.mean(dim=1, keepdim=True)).pow(2).sum(-1).mean()
+
+
+def distillation(face: TorchFace, raw, raw_lmk, teacher_raw, teacher_lmk):
+    """Vertex distance (crop px^2) to the teacher's parameters plus the landmark heads' distance."""
+    heads = (landmark_head_crop(raw_lmk) - landmark_head_crop(teacher_lmk)).pow(2).sum(-1).mean()
+    return vdc(face, raw, teacher_raw) + heads

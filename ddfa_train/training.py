@@ -16,8 +16,15 @@ Auxiliary terms (see :mod:`.losses`): lrr (the landmark head against the
 label's landmarks, weighted ``|l_main| / |l_lrr|``), 2DASL's 2-D landmark
 loss against MediaPipe's low-passed points, the two-heads cycle, the BFM
 prior, a stability term (the landmarks' frame-to-frame motion inside a
-synthetic clip must match the labels' motion), and an L2 pull toward the
-stock weights (keeps other faces working).
+synthetic clip must match the labels' motion), the temporal-consistency term
+(each clip's landmarks, mapped back through their frame's in-plane move,
+must coincide: label-free), and an L2 pull toward the stock weights.
+
+Other faces (optional, :class:`OtherFaces`): synthetic clips of people other
+than the performer, labelled by the stock network itself (the teacher: the
+stock tail on the same cached trunk features). Each training step adds the
+distillation loss on a batch of them, and the temporal term on them too, so
+the tail learns the performer without forgetting everyone else.
 """
 
 from __future__ import annotations
@@ -42,18 +49,39 @@ class TrainingSet:
 
     ``features``: cached trunk output (S, C, H, W) float16; ``target_raw`` (S, 62)
     z-scored labels; ``points`` (S, 68, 2) MediaPipe's 2-D evidence, crop px;
-    ``label_points`` (S, 68, 2) the label's own landmarks, crop px.
+    ``label_points`` (S, 68, 2) the label's own landmarks, crop px; ``moves`` (S, 2, 3)
+    the in-plane move ``[A | b]`` (crop px) each sample's crop was rendered with.
     """
 
     features: torch.Tensor
     target_raw: torch.Tensor
     points: torch.Tensor
     label_points: torch.Tensor
+    moves: torch.Tensor
     frames: int
 
     @property
     def clips(self) -> int:
         return self.target_raw.shape[0] // self.frames
+
+
+@dataclasses.dataclass
+class OtherFaces:
+    """Synthetic clips of other people, stored flat (clip-major) like :class:`TrainingSet`.
+
+    ``features`` (S, C, H, W) float16 cached trunk output; ``teacher_raw`` (S, 62) and
+    ``teacher_lmk`` (S, 136): the stock tail's outputs on those features; ``moves`` (S, 2, 3).
+    """
+
+    features: torch.Tensor
+    teacher_raw: torch.Tensor
+    teacher_lmk: torch.Tensor
+    moves: torch.Tensor
+    frames: int
+
+    @property
+    def clips(self) -> int:
+        return self.teacher_raw.shape[0] // self.frames
 
 
 @dataclasses.dataclass
@@ -64,6 +92,8 @@ class Weights:
     cycle: float = 1.0
     prior: float = 1.0
     stability: float = 2.0
+    temporal: float = 2.0
+    distill: float = 1.0
     anchor: float = 1e-3  # per squared weight change, summed over the tail
 
 
@@ -75,6 +105,20 @@ def trunk_features(model: MobileNetRegressor, crops_bgr: np.ndarray, batch: int 
             x = normalise_crops(crops_bgr[start : start + batch])
             out.append(model.features(x, 0, TAIL_FROM).half())
     return torch.cat(out)
+
+
+def tail_outputs(model: MobileNetRegressor, features: torch.Tensor, batch: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(raw, raw_lmk)`` of the model's tail and heads on cached trunk features (no gradient)."""
+    raws, lmks = [], []
+    with torch.no_grad():
+        for start in range(0, len(features), batch):
+            x = features[start : start + batch].float()
+            for name in model.block_names[TAIL_FROM - 1 :]:
+                x = getattr(model, name)(x)
+            raw, raw_lmk = model.heads(x)
+            raws.append(raw)
+            lmks.append(raw_lmk)
+    return torch.cat(raws), torch.cat(lmks)
 
 
 class MetaJointTrainer:
@@ -92,10 +136,12 @@ class MetaJointTrainer:
         seed: int = 0,
         train_blocks: bool = True,
         affine_only: bool = False,
+        other: OtherFaces | None = None,
     ):
         self.model = model
         self.face = face
         self.data = data
+        self.other = other
         self.clips_per_batch = clips_per_batch
         self.meta_steps = meta_steps
         self.weights = weights or Weights()
@@ -122,6 +168,7 @@ class MetaJointTrainer:
         self.validation: list[tuple] = []
         self.best_round = None
         self._order = np.zeros(0, dtype=int)
+        self._other_order = np.zeros(0, dtype=int)
 
     # -- batches -----------------------------------------------------------------
 
@@ -132,14 +179,27 @@ class MetaJointTrainer:
         return picked
 
     def batch(self, clips: np.ndarray) -> dict:
-        rows = (clips[:, None] * self.data.frames + np.arange(self.data.frames)).reshape(-1)
-        index = torch.as_tensor(rows)
-        return {
+        """The samples of ``clips`` of the performer, plus an ``"other"`` batch of other faces."""
+        index = torch.as_tensor(_clip_rows(clips, self.data.frames))
+        out = {
             "features": self.data.features[index].to(self.data.target_raw.dtype),
             "target_raw": self.data.target_raw[index],
             "points": self.data.points[index],
             "label_points": self.data.label_points[index],
+            "moves": self.data.moves[index],
         }
+        if self.other is not None:
+            if len(self._other_order) < self.clips_per_batch:
+                self._other_order = np.concatenate([self._other_order, self.rng.permutation(self.other.clips)])
+            picked, self._other_order = self._other_order[: self.clips_per_batch], self._other_order[self.clips_per_batch :]
+            other = torch.as_tensor(_clip_rows(picked, self.other.frames))
+            out["other"] = {
+                "features": self.other.features[other].float(),
+                "teacher_raw": self.other.teacher_raw[other],
+                "teacher_lmk": self.other.teacher_lmk[other],
+                "moves": self.other.moves[other],
+            }
+        return out
 
     # -- losses ------------------------------------------------------------------
 
@@ -162,6 +222,18 @@ class MetaJointTrainer:
         total = total + w.cycle * losses.cycle_2d(self.face, raw, raw_lmk)
         total = total + w.prior * losses.prior(raw)
         total = total + w.stability * self._stability(raw, batch["label_points"])
+        if w.temporal:
+            total = total + w.temporal * losses.temporal_consistency(self.face, raw, batch["moves"], self.data.frames)
+        other = batch.get("other")
+        if other is not None:
+            other_raw, other_lmk = self.forward(other["features"])
+            total = total + w.distill * losses.distillation(
+                self.face, other_raw, other_lmk, other["teacher_raw"], other["teacher_lmk"]
+            )
+            if w.temporal:
+                total = total + w.temporal * losses.temporal_consistency(
+                    self.face, other_raw, other["moves"], self.other.frames
+                )
         anchor = sum((p - p0).pow(2).sum() for p, p0 in zip(self.parameters, self.start_weights))
         return total + w.anchor * anchor
 
@@ -258,3 +330,8 @@ class MetaJointTrainer:
             with torch.no_grad():
                 for p, v in zip(self.parameters, best[2]):
                     p.copy_(v)
+
+
+def _clip_rows(clips: np.ndarray, frames: int) -> np.ndarray:
+    """Flat sample rows of clip indices (clip-major storage)."""
+    return (np.asarray(clips)[:, None] * frames + np.arange(frames)).reshape(-1)

@@ -1,12 +1,14 @@
 """Adapt the 3DDFA-V2 regressor to one performer from their unlabeled footage.
 
-    python scripts/adapt.py --input clip1.mp4 [clip2.mp4 ...] --output actor.onnx [--minutes N]
+    python scripts/adapt.py --input clip1.mp4 [clip2.mp4 ...] --output actor.onnx \
+        [--other-faces other1.mp4 ...] [--minutes N]
     python scripts/capture.py --input shot.mp4 --model actor.onnx --take shot.npz
 
 Tracks the footage with the stock regressor, fits pseudo-labels against
 MediaPipe's landmarks, fine-tunes the network's last stages on short
-synthetic clips made from the frames, and writes an ONNX regressor in the
-stock layout (checked before it is written; written atomically). Needs the
+synthetic clips made from the frames (keeping the stock network's outputs
+on clips of other people given with ``--other-faces``), and writes an ONNX
+regressor in the stock layout (checked before it is written; written atomically). Needs the
 training environment (``make train-venv``: PyTorch, CPU). ``--minutes``
 caps the training loop (default: 4 seconds per second of usable footage).
 Exit code 0 on success, 1 with a one-line message on a problem, 2 for bad
@@ -33,6 +35,9 @@ def parse_args(argv):
     parser.add_argument("--input", nargs="+", required=True, metavar="CLIP",
                         help="footage of the performer: videos, image folders or printf patterns")
     parser.add_argument("--output", required=True, help="adapted regressor to write (.onnx)")
+    parser.add_argument("--other-faces", nargs="+", default=[], metavar="CLIP",
+                        help="footage of OTHER people (not the performer): keeps the adapted model "
+                             "working on them (recommended)")
     parser.add_argument("--minutes", type=float, help="training-loop budget in minutes (default: 4 s per s of footage)")
     parser.add_argument("--base", default="mb05", help="regressor to start from: mb05 (default), mb1 or an .onnx")
     parser.add_argument("--models", help="prepared models folder (default: ./models or $DDFA_MODELS)")
@@ -51,11 +56,14 @@ def parse_args(argv):
 def check_paths(args) -> None:
     """Inputs exist, the output is none of them, and its folder exists (CaptureError otherwise)."""
     output = os.path.abspath(args.output)
-    for clip in args.input:
+    for clip in args.input + args.other_faces:
         if "%" not in clip and not os.path.exists(clip):
             raise CaptureError(f"Input not found: {clip}.")
         if os.path.abspath(clip) == output:
             raise CaptureError(f"--output {args.output} is one of the inputs: choose another file.")
+    both = sorted({os.path.abspath(c) for c in args.input} & {os.path.abspath(c) for c in args.other_faces})
+    if both:
+        raise CaptureError(f"{both[0]} is given both as --input and as --other-faces: other faces must be other people.")
     folder = os.path.dirname(output)
     if not os.path.isdir(folder):
         raise CaptureError(f"Cannot write {args.output}: folder {folder} does not exist.")
@@ -106,6 +114,7 @@ def main(argv=None) -> int:
         result = adapt(
             args.input, args.output, models_dir, base=args.base, minutes=args.minutes,
             progress=StageProgress(args.quiet), should_stop=lambda: bool(cancelled), threads=args.threads,
+            other_faces=args.other_faces,
         )
     except CaptureCancelled:
         print("adapt.py: cancelled; nothing was written.", file=sys.stderr)

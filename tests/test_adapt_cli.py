@@ -46,6 +46,16 @@ def test_output_equal_to_an_input_is_refused(tmp_path):
     assert clip.read_bytes() == b"footage"
 
 
+def test_performer_footage_is_not_accepted_as_other_faces(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"footage")
+    result = _run("--input", clip, "--other-faces", clip, "--output", tmp_path / "actor.onnx")
+    assert result.returncode == 1 and "both as --input and as --other-faces" in _one_line(result.stderr)
+    result = _run("--input", clip, "--other-faces", tmp_path / "nope.mp4", "--output", tmp_path / "actor.onnx")
+    assert result.returncode == 1 and "Input not found" in _one_line(result.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
 @pytest.mark.skipif(HAS_TORCH, reason="checks the message shown where PyTorch is missing")
 def test_without_torch_says_how_to_get_it(shared_dir, models_dir, tmp_path):
     result = _run("--input", shared_dir / "data/video/single_face.mp4", "--output", tmp_path / "a.onnx", "--models", models_dir)
@@ -87,8 +97,9 @@ def test_short_adaptation_writes_a_model_capture_uses(shared_dir, models_dir, tm
 
     out = tmp_path / "actor.onnx"
     clip = shared_dir / "data/video/talking_head_640x360.mp4"
-    result = adapt([clip], out, str(models_dir), minutes=0.05, window=(0.0, 6.0), threads=1)
+    other = shared_dir / "data/video/single_face.mp4"
+    result = adapt([clip], out, str(models_dir), minutes=0.05, window=(0.0, 6.0), threads=1, other_faces=[other])
     assert result.frames_usable >= 100 and result.checks["heads_px_median"] <= 1.0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["actor.onnx"]
-    take = capture(str(shared_dir / "data/video/single_face.mp4"), CaptureOptions(model=str(out), models_dir=str(models_dir)))
+    take = capture(str(other), CaptureOptions(model=str(out), models_dir=str(models_dir)))
     assert take.model == "actor" and take.valid.mean() > 0.9

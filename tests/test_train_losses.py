@@ -139,6 +139,7 @@ def test_meta_joint_keeps_the_branch_with_lower_meta_test_error(setup):
         target_raw=torch.randn(samples, 62) * 0.2,
         points=torch.rand(samples, 68, 2) * 120,
         label_points=torch.rand(samples, 68, 2) * 120,
+        moves=torch.eye(2, 3).expand(samples, 2, 3).clone(),
         frames=3,
     )
     trainer = training.MetaJointTrainer(model, tface, data, lr=1e-3, clips_per_batch=2, meta_steps=2)
@@ -151,3 +152,89 @@ def test_meta_joint_keeps_the_branch_with_lower_meta_test_error(setup):
         assert trainer.vertex_error(test) == pytest.approx(min(record["fwpdc"], record["vdc"]), rel=1e-6)
         chosen.add(record["chosen"])
     assert model.conv1.weight.grad is None  # the trunk never trains
+
+
+# --- temporal consistency and other faces ------------------------------------------------
+
+
+def _clip(tface, param, moves):
+    """Raw labels (F, 62) of ``param`` seen through each move, and the moves as (F, 2, 3)."""
+    from ddfa_train import synthesis
+
+    raws = torch.stack([_raw(tface, synthesis.move_param(param, a, b)) for a, b in moves])
+    return raws, torch.as_tensor(np.stack([np.c_[a, b] for a, b in moves]), dtype=torch.float64)
+
+
+def test_temporal_consistency_is_zero_exactly_when_outputs_move_with_the_crop(setup):
+    from ddfa_train import synthesis
+
+    rng, _, tface, mean, std = setup
+    params = random_params(rng, 2, mean, std)
+    moves = [synthesis.similarity(0, 0, (0, 0)), synthesis.similarity(6, 0.05, (3, -2)),
+             synthesis.similarity(-4, -0.03, (-2, 4))]
+    clips = [_clip(tface, p, moves) for p in params]
+    raw = torch.cat([c[0] for c in clips])
+    stacked_moves = torch.cat([c[1] for c in clips])
+    points = tface.landmarks_crop(tface.denormalise(raw))
+    np.testing.assert_allclose(losses.unmove_points(points[:3], stacked_moves[:3])[1],
+                               losses.unmove_points(points[:3], stacked_moves[:3])[0], atol=1e-6)
+    moving = float(losses.temporal_consistency(tface, raw, stacked_moves, 3))
+    assert moving < 1e-10
+    # an output that ignores the move (the first frame's label on every frame) is penalised
+    still = torch.cat([c[0][:1].expand(3, 62) for c in clips])
+    assert float(losses.temporal_consistency(tface, still, stacked_moves, 3)) > 1.0
+    # one frame off by 1 crop px in x, i.e. exp(-0.05) px once mapped back through its move
+    # (scale exp(0.05)): spread = mean over the 3 frames of (2/3, 1/3, 1/3)^2 times that squared
+    shifted = raw.clone()
+    shifted[1] = _raw(tface, synthesis.move_param(params[0], moves[1][0], moves[1][1] + (1.0, 0.0)))
+    expected = ((2 / 3) ** 2 + 2 * (1 / 3) ** 2) / 3 / 2 * np.exp(-0.1)  # /2: one of the two clips
+    assert float(losses.temporal_consistency(tface, shifted, stacked_moves, 3)) == pytest.approx(expected, rel=1e-3, abs=1e-3)
+
+
+def test_distillation_is_zero_at_the_teacher_and_grows_away_from_it(setup):
+    rng, _, tface, mean, std = setup
+    raw = _raw(tface, random_params(rng, 4, mean, std))
+    lmk = torch.as_tensor(rng.normal(0, 0.3, (4, 136)))
+    assert float(losses.distillation(tface, raw, lmk, raw, lmk)) == 0.0
+    moved = lmk.clone()
+    moved[:, :68] += 1.0 / 60  # the landmark head 1 crop px to the right
+    assert float(losses.distillation(tface, raw, moved, raw, lmk)) == pytest.approx(1.0)
+    assert float(losses.distillation(tface, raw * 1.01, lmk, raw, lmk)) == pytest.approx(
+        float(losses.vdc(tface, raw * 1.01, raw)))
+
+
+def _toy_sets(model, rng, performer_clips=8, other_clips=8, frames=3):
+    channels = model.dw5_6.conv_dw.in_channels
+    eye = torch.eye(2, 3)
+    data = training.TrainingSet(
+        features=torch.randn(performer_clips * frames, channels, 8, 8).abs().half(),
+        target_raw=torch.randn(performer_clips * frames, 62) * 0.5,
+        points=torch.rand(performer_clips * frames, 68, 2) * 120,
+        label_points=torch.rand(performer_clips * frames, 68, 2) * 120,
+        moves=eye.expand(performer_clips * frames, 2, 3).clone(),
+        frames=frames,
+    )
+    features = torch.randn(other_clips * frames, channels, 8, 8).abs().half()
+    teacher_raw, teacher_lmk = training.tail_outputs(model, features)
+    other = training.OtherFaces(features, teacher_raw, teacher_lmk, eye.expand(other_clips * frames, 2, 3).clone(), frames)
+    return data, other
+
+
+def test_other_faces_keep_the_teachers_outputs(setup):
+    """Training on the performer moves the outputs on other faces; the distillation term holds them."""
+    _, face, _, mean, std = setup
+    tface = TorchFace(face, mean, std, vertex_step=1)
+    drift = {}
+    for distill in (0.0, 100.0):
+        torch.manual_seed(0)
+        model = MobileNetRegressor(0.5)
+        data, other = _toy_sets(model, np.random.default_rng(0))
+        weights = training.Weights(distill=distill, temporal=0.0, anchor=0.0)
+        trainer = training.MetaJointTrainer(model, tface, data, lr=1e-3, clips_per_batch=4, meta_steps=2,
+                                            weights=weights, other=other)
+        for _ in range(4):
+            trainer.meta_round()
+        raw, lmk = training.tail_outputs(model, other.features)
+        drift[distill] = float(losses.distillation(tface, raw, lmk, other.teacher_raw, other.teacher_lmk))
+    assert drift[0.0] > 0.0
+    assert drift[100.0] < 0.5 * drift[0.0], drift
