@@ -6,7 +6,10 @@
 3. Turn every usable frame into short synthetic clips: in-plane moves
    (:mod:`.synthesis`), half of them first re-rendered at another head
    rotation (:mod:`.rerender`).
-4. Fine-tune the network's tail with meta-joint optimisation (:mod:`.training`).
+4. Fine-tune the network's tail with meta-joint optimisation (:mod:`.training`),
+   with the temporal-consistency term on every synthetic clip and, given
+   footage of other people (``other_faces``), distillation from the stock
+   network on synthetic clips of them.
 5. Export to ONNX in the stock layout and check it (:mod:`.export`).
 
 Time: the training loop gets ``minutes`` of wall time (default

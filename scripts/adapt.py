@@ -38,6 +38,9 @@ def parse_args(argv):
     parser.add_argument("--other-faces", nargs="+", default=[], metavar="CLIP",
                         help="footage of OTHER people (not the performer): keeps the adapted model "
                              "working on them (recommended)")
+    parser.add_argument("--other-weight", type=float, default=None,
+                        help="how strongly to keep the stock outputs on --other-faces (default 20; "
+                             "lower: more gain on the performer, more change on everyone else)")
     parser.add_argument("--minutes", type=float, help="training-loop budget in minutes (default: 4 s per s of footage)")
     parser.add_argument("--base", default="mb05", help="regressor to start from: mb05 (default), mb1 or an .onnx")
     parser.add_argument("--models", help="prepared models folder (default: ./models or $DDFA_MODELS)")
@@ -48,6 +51,8 @@ def parse_args(argv):
         parser.error("--output must name an .onnx file")
     if args.minutes is not None and not args.minutes > 0:
         parser.error("--minutes must be positive")
+    if args.other_weight is not None and not args.other_weight >= 0:
+        parser.error("--other-weight must be zero or more")
     if args.threads is not None and not 1 <= args.threads <= (os.cpu_count() or 1):
         parser.error(f"--threads must be between 1 and {os.cpu_count() or 1}")
     return args
@@ -90,6 +95,15 @@ class StageProgress:
         sys.stderr.flush()
 
 
+def _weights(other_weight):
+    """The training's loss weights with ``--other-weight`` applied (None: all defaults)."""
+    if other_weight is None:
+        return None
+    from ddfa_train.training import Weights
+
+    return Weights(distill=other_weight)
+
+
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     cancelled = []
@@ -114,7 +128,7 @@ def main(argv=None) -> int:
         result = adapt(
             args.input, args.output, models_dir, base=args.base, minutes=args.minutes,
             progress=StageProgress(args.quiet), should_stop=lambda: bool(cancelled), threads=args.threads,
-            other_faces=args.other_faces,
+            other_faces=args.other_faces, weights=_weights(args.other_weight),
         )
     except CaptureCancelled:
         print("adapt.py: cancelled; nothing was written.", file=sys.stderr)
