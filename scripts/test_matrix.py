@@ -11,7 +11,7 @@ bpy is the dev lock's pin for its Python reuses ``make test``'s venv (.venv,
 .venv-3.13); the others live in ``.matrix/bpy-VERSION``. pytest runs in a
 fresh process per version, so a crash or hang at exit shows as that version's
 exit status. Prints one line per version (passed / failed / errors / skipped,
-exit status, seconds) and a summary table; exits 1 if any version failed.
+expected failures, exit status, seconds) and a summary table; exits 1 if any version failed.
 """
 
 import argparse
@@ -75,13 +75,18 @@ def venv_for(bpy: str, python: str) -> pathlib.Path:
 
 
 def counts(junit: pathlib.Path) -> dict:
-    """passed / failed / errors / skipped from a pytest JUnit XML report (empty if it is missing)."""
+    """passed / failed / errors / skipped / xfailed from a pytest JUnit XML report (empty if missing).
+
+    JUnit has no expected failures: pytest reports them as skipped with type ``pytest.xfail``.
+    """
     if not junit.is_file():
         return {}
     suite = ET.parse(junit).getroot()
     suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
     total, failed, errors, skipped = (int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped"))
-    return {"passed": total - failed - errors - skipped, "failed": failed, "errors": errors, "skipped": skipped}
+    xfailed = sum(1 for s in suite.iter("skipped") if s.get("type") == "pytest.xfail")
+    return {"passed": total - failed - errors - skipped, "failed": failed, "errors": errors,
+            "skipped": skipped - xfailed, "xfailed": xfailed}
 
 
 def run_version(bpy: str, python: str, pytest_args: list[str]) -> dict:
@@ -114,11 +119,11 @@ def ok(row: dict) -> bool:
 
 def table(rows: list[dict]) -> str:
     """The summary: one line per version."""
-    lines = ["bpy      Python  passed  failed  errors  skipped  exit  venv s  total s"]
+    lines = ["bpy      Python  passed  failed  errors  skipped  xfailed  exit  venv s  total s"]
     for r in rows:
         lines.append(f"{r['bpy']:<8} {r['python']:<7} {r.get('passed', '-'):>6}  {r.get('failed', '-'):>6}  "
-                     f"{r.get('errors', '-'):>6}  {r.get('skipped', '-'):>7}  {str(r['status']):>4}  "
-                     f"{r.get('venv_seconds', 0):>6.0f}  {r['seconds']:>7.0f}")
+                     f"{r.get('errors', '-'):>6}  {r.get('skipped', '-'):>7}  {r.get('xfailed', '-'):>7}  "
+                     f"{str(r['status']):>4}  {r.get('venv_seconds', 0):>6.0f}  {r['seconds']:>7.0f}")
     return "\n".join(lines)
 
 
