@@ -86,6 +86,10 @@ def media(shared_dir, tmp_path_factory):
            folder / "noface.mp4")
     data = clip.read_bytes()
     (folder / "truncated.mp4").write_bytes(data[: len(data) // 10])
+    # Index first (as cameras and web exports write it), then cut: it opens, then stops decoding.
+    ffmpeg("-i", clip, "-c", "copy", "-movflags", "+faststart", folder / "indexed.mp4")
+    indexed = (folder / "indexed.mp4").read_bytes()
+    (folder / "cut_short.mp4").write_bytes(indexed[: len(indexed) * 6 // 10])
     (folder / "empty.mp4").write_bytes(b"")
     (folder / "text.mp4").write_text("this is not a video\n" * 50)
     (folder / "random.mov").write_bytes(np.random.default_rng(1).bytes(20000))
@@ -388,6 +392,19 @@ def test_raw_stream_gets_a_default_rate_and_a_warning(media, models_dir, tmp_pat
                      "--models", models_dir, "--quiet")
     assert result.returncode == 0 and "warning" not in result.stderr
     assert Take.load(str(tmp_path / "u.npz")).fps == pytest.approx(23.976)
+
+
+def test_footage_cut_short_is_captured_with_a_warning(media, models_dir, tmp_path):
+    result = run_cli("--input", media / "cut_short.mp4", "--take", tmp_path / "t.npz", "--models", models_dir,
+                     "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "warning: cut_short.mp4 stopped decoding after" in result.stderr and "Traceback" not in result.stderr
+    from ddfa_blender.core.take import Take
+
+    assert 0 < len(Take.load(str(tmp_path / "t.npz")).time) < 0.9 * 36
+    result = run_cli("--input", media / "indexed.mp4", "--take", tmp_path / "u.npz", "--models", models_dir,
+                     "--quiet")
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
 
 
 def test_percent_in_a_real_file_name_is_a_file(media, models_dir, tmp_path):

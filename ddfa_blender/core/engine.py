@@ -192,6 +192,9 @@ def _capture_into(builder: TakeBuilder, input_path, options, progress, should_st
     if len(builder) == 0:
         raise CaptureError(f"No frame could be decoded from {input_path}: the file is damaged; export it again.")
     warnings = list(getattr(source, "notes", []))
+    shortfall = ended_early(len(builder), source.frame_count, input_path)
+    if shortfall:
+        warnings.append(shortfall)
     reported = getattr(source, "reported_fps", source.fps)
     times, fps, note = frame_timing(builder.times(), reported, options.fps, input_path)
     builder.set_times(times)
@@ -227,6 +230,21 @@ def _capture_into(builder: TakeBuilder, input_path, options, progress, should_st
         fps=fps, image_size=tuple(source.image_size), warnings=warnings,
     )
     return metadata, summary
+
+
+def ended_early(frames_read: int, frames_expected, input_path) -> str | None:
+    """A warning when footage stopped decoding well before the length its container
+    declares (a file cut short or damaged part-way), else None.
+
+    ``frames_expected`` is the source's estimate (None when unknown); estimates from a
+    duration can be a few frames off, so up to 10 % short passes silently."""
+    if not frames_expected or frames_read >= 0.9 * frames_expected - 1:
+        return None
+    return (
+        f"{os.path.basename(os.fspath(input_path))} stopped decoding after {frames_read} of about "
+        f"{frames_expected} frames: the file looks cut short or damaged; the take holds the frames "
+        "that decoded (check that it plays to the end, or export it again)."
+    )
 
 
 def _make_detector(models_dir):
