@@ -72,3 +72,33 @@ def test_capture_operator_matches_write_blend_on_real_footage(shared_dir, models
     bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "cli.blend"))
     assert_same_scene(scene_snapshot(), from_operator, atol=1e-5)
     assert animation.animation_channels(bpy.data.objects["single_face.face0"]) is not None
+
+
+def test_capture_operator_warns_about_footage_cut_short(shared_dir, models_dir, tmp_path, monkeypatch, capfd):
+    """The engine's warnings reach the Blender user in the operator's one report."""
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed (make test installs Debian's ffmpeg)")
+    indexed = tmp_path / "indexed.mp4"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(shared_dir / "data/video/single_face.mp4"), "-an",
+                    "-c", "copy", "-movflags", "+faststart", str(indexed)], check=True, timeout=120)
+    data = indexed.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    monkeypatch.setenv("DDFA_MODELS", str(models_dir))
+    ddfa_blender.register()
+    try:
+        settings = bpy.context.scene.ddfa_capture
+        settings.source_kind = "FILE"
+        settings.source_file = str(cut)
+        settings.take_folder = str(tmp_path / "takes")
+        capfd.readouterr()
+        assert bpy.ops.ddfa.capture() == {"FINISHED"}
+        printed = capfd.readouterr()
+    finally:
+        ddfa_blender.unregister()
+    report = [line for line in (printed.out + printed.err).splitlines() if line.startswith(("Info:", "Warning:"))]
+    assert len(report) == 1 and report[0].startswith("Warning: Captured "), report
+    assert "cut.mp4 stopped decoding after" in report[0]

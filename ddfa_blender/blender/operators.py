@@ -372,8 +372,12 @@ class DDFA_OT_capture(_WorkerOperator, bpy.types.Operator):
             objects = bake.bake_tracks(context.scene, take, tracks=self._tracks, **options)
         _select_only(context, objects)
         frames = len(take.frames())
-        self.report({"INFO"}, f"Captured {frames} frames into {', '.join(o.name for o in objects)}"
-                    + _flagged_note(objects))
+        summary = f"Captured {frames} frames into {', '.join(o.name for o in objects)}" + _flagged_note(objects)
+        warnings = take.meta.get("warnings") or []
+        if warnings:  # e.g. footage cut short, a raw stream timed at a default rate
+            self.report({"WARNING"}, f"{summary}. {' '.join(warnings)}")
+        else:
+            self.report({"INFO"}, summary)
         return {"FINISHED"}
 
     def abandon(self, context):
