@@ -15,6 +15,8 @@ import threading
 import time
 from typing import Callable, Iterator
 
+import numpy as np
+
 from .. import __version__
 from .confidence import OCCLUSION_CHANNEL, occlusion_channel
 from .errors import CaptureCancelled, CaptureError
@@ -192,7 +194,7 @@ def _capture_into(builder: TakeBuilder, input_path, options, progress, should_st
     if len(builder) == 0:
         raise CaptureError(f"No frame could be decoded from {input_path}: the file is damaged; export it again.")
     warnings = list(getattr(source, "notes", []))
-    shortfall = ended_early(len(builder), source.frame_count, input_path)
+    shortfall = ended_early(builder.times(), source.frame_count, source.fps, input_path)
     if shortfall:
         warnings.append(shortfall)
     reported = getattr(source, "reported_fps", source.fps)
@@ -232,16 +234,24 @@ def _capture_into(builder: TakeBuilder, input_path, options, progress, should_st
     return metadata, summary
 
 
-def ended_early(frames_read: int, frames_expected, input_path) -> str | None:
+def ended_early(times, frames_expected, fps: float, input_path) -> str | None:
     """A warning when footage stopped decoding well before the length its container
     declares (a file cut short or damaged part-way), else None.
 
-    ``frames_expected`` is the source's estimate (None when unknown); estimates from a
+    ``times`` are the decoded frames' presentation times in seconds (NaN for untimed
+    streams), ``frames_expected`` the source's estimate of its length in frames (None when
+    unknown) at ``fps`` frames per second. Timed footage is judged by the span its frames
+    cover, so a variable-rate clip with dropped frames is not short; estimates from a
     duration can be a few frames off, so up to 10 % short passes silently."""
-    if not frames_expected or frames_read >= 0.9 * frames_expected - 1:
+    if not frames_expected or len(times) == 0:
+        return None
+    covered = len(times)
+    if np.all(np.isfinite(times)):
+        covered = max(covered, (times[-1] - times[0]) * fps + 1)
+    if covered >= 0.9 * frames_expected - 1:
         return None
     return (
-        f"{os.path.basename(os.fspath(input_path))} stopped decoding after {frames_read} of about "
+        f"{os.path.basename(os.fspath(input_path))} stopped decoding after {len(times)} of about "
         f"{frames_expected} frames: the file looks cut short or damaged; the take holds the frames "
         "that decoded (check that it plays to the end, or export it again)."
     )
