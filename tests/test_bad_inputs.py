@@ -404,7 +404,7 @@ def test_footage_cut_short_is_captured_with_a_warning(media, models_dir, tmp_pat
     assert "warning: cut_short.mp4 stopped decoding after" in result.stderr and "Traceback" not in result.stderr
     from ddfa_blender.core.take import Take
 
-    for whole in ("indexed.mp4", "dropped.mkv"):  # whole files, the second with frames dropped (VFR)
+    for whole in ("dropped.mkv", "indexed.mp4"):  # whole files, the first with frames dropped (VFR)
         result = run_cli("--input", media / whole, "--take", tmp_path / "u.npz", "--models", models_dir,
                          "--quiet")
         assert result.returncode == 0 and "warning" not in result.stderr, (whole, result.stderr)
