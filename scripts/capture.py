@@ -693,4 +693,7 @@ if __name__ == "__main__":
     except KeyboardInterrupt:  # arrived before main's own handling started: nothing was written
         print("interrupted: nothing was written", file=sys.stderr)
         code = EXIT_INTERRUPTED
+    if sys.platform != "win32":  # the outcome is written and reported: a late signal must not turn it
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # into a death by signal while Python shuts down
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # (it restores their default actions first)
     sys.exit(code)
