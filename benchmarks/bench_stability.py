@@ -81,8 +81,8 @@ def synthetic_takes(face, shape, fps=25.0, n=400, seed=0):
     """(ground truth, noisy) takes of one smooth performance; jitter sized like mb05 on video."""
     rng = np.random.default_rng(seed)
     angles = np.radians(band_limited(rng, n, fps, 0.25, np.array([6.0, 10.0, 4.0]), 3))
-    translation = np.c_[
-        320 + band_limited(rng, n, fps, 0.4, np.array([15.0, 8.0]), 2) * [1, -1] - [0, 220],
+    translation = np.c_[  # the face inside the 640x480 image (outside, every row would be flagged)
+        320 + band_limited(rng, n, fps, 0.4, np.array([15.0, 8.0]), 2) * [1, -1] - [0, 560],
         np.full(n, -90.0),
     ]
     scale = 1.4e-3 * np.exp(band_limited(rng, n, fps, 0.5, 0.04, 1)[:, 0])
