@@ -344,3 +344,20 @@ def test_eyes_option_records_the_landmarker_channel(addon, fake_engine):
 ])
 def test_messages_shown_in_blender_name_no_command_line(message, expected):
     assert operators.user_message(CaptureError(message), "FIX") == expected
+
+
+def test_capture_and_live_name_a_missing_video_file(addon, fake_engine, tmp_path):
+    from ddfa_blender.blender import live
+
+    configure(addon, fake_engine)
+    live_settings = bpy.context.scene.ddfa_live
+    live_settings.source_kind = "FILE"
+    for path, reason in (("", "Choose a video file above"),
+                         (str(tmp_path / "gone.mp4"), "The video file does not exist")):
+        addon.source_file = path
+        live_settings.video_file = path
+        assert operators.capture_blocker(bpy.context) == reason
+        assert live.live_blocker(bpy.context) == reason
+        assert not bpy.ops.ddfa.capture.poll()
+    addon.source_file = live_settings.video_file = str(fake_engine["clip"])
+    assert operators.capture_blocker(bpy.context) == "" and live.live_blocker(bpy.context) == ""

@@ -605,10 +605,9 @@ def live_blocker(context) -> str:
         return busy
     settings = context.scene.ddfa_live
     if settings.source_kind == "FILE":
-        if not settings.video_file:
-            return "Choose a video file above"
-        if not os.path.isfile(bpy.path.abspath(settings.video_file)):
-            return "The video file does not exist"
+        missing = operators.video_file_blocker(settings.video_file)
+        if missing:
+            return missing
     if preferences.missing_models(preferences.models_dir(context)):
         return "Prepare the models first"
     return ""

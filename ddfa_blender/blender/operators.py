@@ -249,6 +249,15 @@ def busy_blocker(context) -> str:
     return ""
 
 
+def video_file_blocker(path: str) -> str:
+    """Why the video file property ``path`` cannot be read ("" when it can)."""
+    if not path:
+        return "Choose a video file above"
+    if not os.path.isfile(bpy.path.abspath(path)):
+        return "The video file does not exist"
+    return ""
+
+
 def capture_blocker(context, replace_active: bool = False) -> str:
     """Why Capture cannot start now, as the panel prints it ("" when it can)."""
     if context.scene is None or not properties.is_registered():
@@ -258,10 +267,9 @@ def capture_blocker(context, replace_active: bool = False) -> str:
         return busy
     settings = context.scene.ddfa_capture
     if settings.source_kind == "FILE":
-        if not settings.source_file:
-            return "Choose a video file above"
-        if not os.path.isfile(bpy.path.abspath(settings.source_file)):
-            return "The video file does not exist"
+        missing = video_file_blocker(settings.source_file)
+        if missing:
+            return missing
     else:
         if not settings.source_folder:
             return "Choose a folder of images above"
